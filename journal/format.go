@@ -165,10 +165,12 @@ func appendMessage(dst []byte, m *Message, def, ts int64) []byte {
 // timestamp.
 func encodeBatch(dst []byte, base, raftIndex uint64, ts int64, msgs []Message) []byte {
 	start := len(dst)
-	maxTS := ts
+	maxTS := int64(math.MinInt64)
 	for i := range msgs {
 		if msgs[i].Timestamp != 0 {
 			maxTS = max(maxTS, msgs[i].Timestamp)
+		} else {
+			maxTS = max(maxTS, ts)
 		}
 	}
 	dst = append(dst, make([]byte, batchHeaderSize)...)
