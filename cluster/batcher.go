@@ -1,0 +1,332 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/walmq/walmq/fsm"
+	"github.com/walmq/walmq/journal"
+)
+
+type partKey struct {
+	topic string
+	part  int
+}
+
+type pubReq struct {
+	msgs  []journal.Message
+	bytes int
+	done  func(pubResp) // called once, from the batcher's goroutines; must not block
+}
+
+type pubResp struct {
+	res *fsm.PublishResult
+	err error
+}
+
+// batcher forms the publish entries of one partition: it drains every
+// request queued while the previous entries commit (group commit), up to
+// the batch limits, and keeps up to PipelineDepth entries in flight.
+type batcher struct {
+	n   *Node
+	key partKey
+	in  chan *pubReq
+}
+
+// Publish appends msgs to a partition of a topic and returns their
+// offsets once the entry carrying them is committed in the Raft log
+// (fsynced by a quorum) and applied. Concurrent publishes to a partition
+// share entries. A publish larger than one entry is split; each part is
+// committed on its own, so on an error some parts may be stored: retry
+// with the same message ids.
+func (n *Node) Publish(ctx context.Context, topic string, part int, msgs []journal.Message) (*fsm.PublishResult, error) {
+	ch := make(chan pubResp, 1)
+	if err := n.PublishAsync(ctx, topic, part, msgs, func(res *fsm.PublishResult, err error) {
+		ch <- pubResp{res, err}
+	}); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	}
+}
+
+// PublishAsync queues msgs for a partition and returns; done is called
+// once with the outcome, from another goroutine, and must not block. The
+// messages of PublishAsync calls made one after the other are stored in
+// that order. It blocks only while the partition's queue is full, or
+// returns an error without calling done if msgs are refused at once.
+func (n *Node) PublishAsync(ctx context.Context, topic string, part int, msgs []journal.Message, done func(*fsm.PublishResult, error)) error {
+	if len(msgs) == 0 {
+		return fsm.ErrEmptyPublish
+	}
+	if err := n.usable(); err != nil {
+		return err
+	}
+	var reqs []*pubReq
+	cur := &pubReq{}
+	for i := range msgs {
+		sz := messageBytes(&msgs[i])
+		if sz > n.cfg.MaxMessageBytes {
+			return fmt.Errorf("%w: message %d is %d bytes, the limit is %d", fsm.ErrMessageTooLarge, i, sz, n.cfg.MaxMessageBytes)
+		}
+		if len(cur.msgs) > 0 && (len(cur.msgs) == n.cfg.MaxBatchMessages || cur.bytes+sz > n.cfg.MaxBatchBytes) {
+			reqs = append(reqs, cur)
+			cur = &pubReq{}
+		}
+		cur.msgs = append(cur.msgs, msgs[i])
+		cur.bytes += sz
+	}
+	reqs = append(reqs, cur)
+	if len(reqs) == 1 {
+		reqs[0].msgs = msgs // no copy needed
+		reqs[0].done = func(r pubResp) { done(r.res, r.err) }
+	} else {
+		gather(reqs, done)
+	}
+	b, err := n.batcher(partKey{topic, part})
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		select {
+		case b.in <- r:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-n.ctx.Done():
+			err = ErrClosed
+		}
+		if err != nil {
+			// The parts queued will answer; answer for the others.
+			for _, r := range reqs[i:] {
+				r.done(pubResp{err: err})
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// gather makes the parts of a split publish answer done once, with the
+// results in order or the first error.
+func gather(reqs []*pubReq, done func(*fsm.PublishResult, error)) {
+	var mu sync.Mutex
+	results := make([]*fsm.PublishResult, len(reqs))
+	left := len(reqs)
+	var firstErr error
+	for i, r := range reqs {
+		r.done = func(resp pubResp) {
+			mu.Lock()
+			results[i] = resp.res
+			if resp.err != nil && firstErr == nil {
+				firstErr = resp.err
+			}
+			left--
+			last := left == 0
+			mu.Unlock()
+			if !last {
+				return
+			}
+			if firstErr != nil {
+				done(nil, firstErr)
+				return
+			}
+			out := &fsm.PublishResult{}
+			for _, res := range results {
+				out.Partitions = append(out.Partitions, res.Partitions...)
+				out.Offsets = append(out.Offsets, res.Offsets...)
+				out.Duplicate = append(out.Duplicate, res.Duplicate...)
+			}
+			done(out, nil)
+		}
+	}
+}
+
+func messageBytes(m *journal.Message) int {
+	n := len(m.Key) + len(m.ID) + len(m.Payload)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+func (n *Node) batcher(k partKey) (*batcher, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, ErrClosed
+	}
+	b, ok := n.batchers[k]
+	if !ok {
+		b = &batcher{n: n, key: k, in: make(chan *pubReq, 1024)}
+		n.batchers[k] = b
+		n.wg.Add(1)
+		go b.run()
+	}
+	return b, nil
+}
+
+func (b *batcher) run() {
+	n := b.n
+	defer n.wg.Done()
+	slots := make(chan struct{}, n.cfg.PipelineDepth)
+	var pending []*pubReq
+	fail := func(err error) {
+		for _, r := range pending {
+			r.done(pubResp{err: err})
+		}
+		for {
+			select {
+			case r := <-b.in:
+				r.done(pubResp{err: err})
+			default:
+				return
+			}
+		}
+	}
+	for {
+		if len(pending) == 0 {
+			select {
+			case r := <-b.in:
+				pending = append(pending, r)
+			case <-n.ctx.Done():
+				fail(ErrClosed)
+				return
+			}
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-n.ctx.Done():
+			fail(ErrClosed)
+			return
+		}
+		pending = b.gather(pending)
+		batch, rest := b.take(pending)
+		pending = rest
+		// Submit in order here; only the wait runs concurrently, so the
+		// entries of one partition reach the log in the order queued.
+		f, err := b.submit(batch)
+		if err != nil {
+			answer(batch, nil, err)
+			<-slots
+			continue
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer func() { <-slots }()
+			b.await(batch, f)
+		}()
+	}
+}
+
+// gather adds what is queued (waiting up to Linger for more) to pending.
+func (b *batcher) gather(pending []*pubReq) []*pubReq {
+	var linger <-chan time.Time
+	if b.n.cfg.Linger > 0 {
+		t := time.NewTimer(b.n.cfg.Linger)
+		defer t.Stop()
+		linger = t.C
+	}
+	msgs := 0
+	for _, r := range pending {
+		msgs += len(r.msgs)
+	}
+	for msgs < b.n.cfg.MaxBatchMessages {
+		select {
+		case r := <-b.in:
+			pending = append(pending, r)
+			msgs += len(r.msgs)
+			continue
+		default:
+		}
+		if linger == nil {
+			break
+		}
+		select {
+		case r := <-b.in:
+			pending = append(pending, r)
+			msgs += len(r.msgs)
+			continue
+		case <-linger:
+		}
+		break
+	}
+	return pending
+}
+
+// take splits off the requests of one entry.
+func (b *batcher) take(pending []*pubReq) (batch, rest []*pubReq) {
+	msgs, bytes := 0, 0
+	i := 0
+	for ; i < len(pending); i++ {
+		r := pending[i]
+		if i > 0 && (msgs+len(r.msgs) > b.n.cfg.MaxBatchMessages || bytes+r.bytes > b.n.cfg.MaxBatchBytes) {
+			break
+		}
+		msgs += len(r.msgs)
+		bytes += r.bytes
+	}
+	return pending[:i], append([]*pubReq(nil), pending[i:]...)
+}
+
+// submit proposes one entry carrying the messages of batch.
+func (b *batcher) submit(batch []*pubReq) (raft.ApplyFuture, error) {
+	n := b.n
+	cmd := &fsm.Publish{Topic: b.key.topic, Partition: b.key.part, Timestamp: time.Now().UnixNano()}
+	if len(batch) == 1 {
+		cmd.Messages = batch[0].msgs
+	} else {
+		for _, r := range batch {
+			cmd.Messages = append(cmd.Messages, r.msgs...)
+		}
+	}
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.usable(); err != nil {
+		return nil, err
+	}
+	return n.raft.Apply(data, 0), nil
+}
+
+// await waits for an entry and answers its requests.
+func (b *batcher) await(batch []*pubReq, f raft.ApplyFuture) {
+	if err := f.Error(); err != nil {
+		answer(batch, nil, raftError(err))
+		return
+	}
+	switch r := f.Response().(type) {
+	case error:
+		answer(batch, nil, r)
+	case *fsm.PublishResult:
+		answer(batch, r, nil)
+	default:
+		answer(batch, nil, fmt.Errorf("cluster: unexpected publish response %T", r))
+	}
+}
+
+// answer gives each request of a batch its part of the result, or err.
+func answer(batch []*pubReq, res *fsm.PublishResult, err error) {
+	k := 0
+	for _, r := range batch {
+		if err != nil {
+			r.done(pubResp{err: err})
+			continue
+		}
+		part := &fsm.PublishResult{
+			Partitions: res.Partitions[k : k+len(r.msgs)],
+			Offsets:    res.Offsets[k : k+len(r.msgs)],
+			Duplicate:  res.Duplicate[k : k+len(r.msgs)]}
+		k += len(r.msgs)
+		r.done(pubResp{res: part})
+	}
+}

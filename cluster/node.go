@@ -1,0 +1,368 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/walmq/walmq/fsm"
+	"github.com/walmq/walmq/fsm/snapstore"
+	"github.com/walmq/walmq/journal"
+)
+
+// Errors of the cluster layer.
+var (
+	// ErrNotLeader: this node cannot take writes now; retry (on the leader).
+	ErrNotLeader = errors.New("walmq: not the leader")
+	// ErrClosed: the node is shut down.
+	ErrClosed = errors.New("walmq: node closed")
+	// ErrTimeout: the write was submitted but its outcome is unknown: it may
+	// or may not have been committed. Retry with the same message ids.
+	ErrTimeout = errors.New("walmq: write outcome unknown (timed out)")
+)
+
+// Config configures a node. The zero value of every field but Dir gives a
+// single-node broker with the defaults.
+type Config struct {
+	// Dir is the data directory: raft/, snapshots/, topics/.
+	Dir string
+	// NodeID names this node in the Raft configuration (default "node1").
+	NodeID string
+	// Logger (default none).
+	Logger hclog.Logger
+	// Journal configures the partition journals.
+	Journal journal.Options
+	// MaxMessageBytes bounds one message (default 1 MiB).
+	MaxMessageBytes int
+	// Publish batching: a Raft entry takes at most MaxBatchMessages
+	// messages (default 4096) and MaxBatchBytes bytes (default 4 MiB),
+	// waiting at most Linger (default 0: take what is queued) for more;
+	// PipelineDepth entries per partition are in flight at once (default 4).
+	MaxBatchMessages int
+	MaxBatchBytes    int
+	Linger           time.Duration
+	PipelineDepth    int
+	// SnapshotThreshold is the number of Raft entries between snapshots
+	// (default 8192); TrailingLogs the entries kept behind a snapshot
+	// (default 10240).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Dir == "" {
+		return c, errors.New("cluster: Config.Dir is required")
+	}
+	if c.NodeID == "" {
+		c.NodeID = "node1"
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = fsm.DefaultMaxMessageBytes
+	}
+	if c.MaxBatchMessages == 0 {
+		c.MaxBatchMessages = 4096
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 4 << 20
+	}
+	if c.PipelineDepth == 0 {
+		c.PipelineDepth = 4
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.MaxBatchBytes < c.MaxMessageBytes {
+		return c, fmt.Errorf("cluster: MaxBatchBytes %d is below MaxMessageBytes %d", c.MaxBatchBytes, c.MaxMessageBytes)
+	}
+	if c.Journal.MaxBatchBytes == 0 {
+		c.Journal.MaxBatchBytes = journal.DefaultMaxBatchBytes
+	}
+	// A publish entry becomes one journal record: the journal must take
+	// the largest batch the batcher forms.
+	c.Journal.MaxBatchBytes = max(c.Journal.MaxBatchBytes, c.MaxBatchBytes+c.MaxBatchMessages*64)
+	return c, nil
+}
+
+// Node is one walmq node: the Raft group member, its state machine and the
+// leader-side publish batching.
+type Node struct {
+	cfg   Config
+	log   hclog.Logger
+	raft  *raft.Raft
+	fsm   *fsm.FSM
+	bolt  *raftboltdb.BoltStore
+	snaps *snapstore.Store
+	trans raft.Transport
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	batchers map[partKey]*batcher
+	closed   bool
+	fatal    chan struct{} // closed when the state machine fails
+}
+
+// Open starts a node in cfg.Dir. A new directory is bootstrapped as a
+// single-voter Raft group; an existing one recovers: the state machine
+// loads its latest snapshot's manifest, the journals recover their tails,
+// and Raft replays the entries after the snapshot before Open returns.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, batchers: map[partKey]*batcher{}, fatal: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.open(ctx); err != nil {
+		n.shutdown()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) open(ctx context.Context) error {
+	cfg := n.cfg
+	for _, d := range []string{"raft", "snapshots", "topics"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+	}
+	var err error
+	n.bolt, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft", "raft.db")})
+	if err != nil {
+		return fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	n.snaps, err = snapstore.New(filepath.Join(cfg.Dir, "snapshots"), 2, cfg.Logger.Named("snapshots"))
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshot store: %w", err)
+	}
+	var once sync.Once
+	n.fsm, err = fsm.New(fsm.Options{
+		Dir:             filepath.Join(cfg.Dir, "topics"),
+		Journal:         cfg.Journal,
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		Logger:          cfg.Logger.Named("fsm"),
+		OnFatal:         func(error) { once.Do(func() { close(n.fatal) }) },
+	})
+	if err != nil {
+		return err
+	}
+	if err := n.loadLatestSnapshot(); err != nil {
+		return err
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = cfg.Logger.Named("raft")
+	rc.NoSnapshotRestoreOnStart = true
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	// One voter: nobody to wait for, so elect at once.
+	rc.HeartbeatTimeout = 50 * time.Millisecond
+	rc.ElectionTimeout = 50 * time.Millisecond
+	rc.LeaderLeaseTimeout = 50 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+
+	addr, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	n.trans = trans
+	has, err := raft.HasExistingState(n.bolt, n.bolt, n.snaps)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if !has {
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
+		if err := raft.BootstrapCluster(rc, n.bolt, n.bolt, n.snaps, trans, conf); err != nil {
+			return fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.bolt, n.bolt, n.snaps, trans)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	return n.waitReady(ctx)
+}
+
+// loadLatestSnapshot gives the state machine the manifest of the snapshot
+// Raft will start from (the newest; with NoSnapshotRestoreOnStart Raft
+// only sets its applied index to it).
+func (n *Node) loadLatestSnapshot() error {
+	metas, err := n.snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	_, rc, err := n.snaps.Open(metas[0].ID)
+	if err != nil {
+		return fmt.Errorf("cluster: open snapshot %s: %w", metas[0].ID, err)
+	}
+	defer rc.Close()
+	r, ok := snapstore.AsReader(rc)
+	if !ok {
+		return fmt.Errorf("cluster: snapshot store returned %T", rc)
+	}
+	if err := n.fsm.LoadLocal(r); err != nil {
+		return fmt.Errorf("cluster: load snapshot %s: %w", metas[0].ID, err)
+	}
+	n.log.Info("loaded snapshot", "id", metas[0].ID, "index", metas[0].Index)
+	return nil
+}
+
+// waitReady waits until this node leads and has applied every entry of
+// its log, so that no read sees a state in the middle of the replay.
+func (n *Node) waitReady(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n.raft.State() != raft.Leader {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: waiting for leadership: %w", ctx.Err())
+		case <-n.fatal:
+			return n.fsm.Err()
+		case <-t.C:
+		}
+	}
+	f := n.raft.Barrier(0)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("cluster: replay: %w", err)
+		}
+		return n.fsm.Err()
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: replay: %w", ctx.Err())
+	}
+}
+
+// FSM is the node's state machine, for reads.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Raft is the node's Raft instance.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// IsLeader reports whether this node leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Failed is closed when the state machine hit a storage error; Err says
+// which. The node must then be closed.
+func (n *Node) Failed() <-chan struct{} { return n.fatal }
+
+// Err is the state machine's storage error, if any.
+func (n *Node) Err() error { return n.fsm.Err() }
+
+// Apply commits one command through Raft and returns the state machine's
+// result. The context bounds the wait: when it expires after the entry was
+// submitted, the outcome is unknown (ErrTimeout wrapping the context's
+// error).
+func (n *Node) Apply(ctx context.Context, cmd any) (any, error) {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.usable(); err != nil {
+		return nil, err
+	}
+	f := n.raft.Apply(data, 0)
+	return n.await(ctx, f)
+}
+
+func (n *Node) usable() error {
+	select {
+	case <-n.ctx.Done():
+		return ErrClosed
+	case <-n.fatal:
+		return n.fsm.Err()
+	default:
+	}
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+// await waits for an apply future and unpacks the state machine's answer.
+func (n *Node) await(ctx context.Context, f raft.ApplyFuture) (any, error) {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, raftError(err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	case <-n.ctx.Done():
+		return nil, fmt.Errorf("%w: node closing", ErrTimeout)
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+func raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+// Snapshot takes a Raft snapshot now.
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Close stops publishing (queued publishes get ErrClosed), shuts Raft down
+// and closes the journals and the Raft log. In-flight entries either
+// commit or fail; their callers are answered.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	return n.shutdown()
+}
+
+func (n *Node) shutdown() error {
+	n.cancel()
+	var err error
+	if n.raft != nil {
+		err = n.raft.Shutdown().Error()
+	}
+	n.wg.Wait()
+	if n.fsm != nil {
+		if cerr := n.fsm.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if n.bolt != nil {
+		if cerr := n.bolt.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if t, ok := n.trans.(*raft.InmemTransport); ok {
+		t.Close()
+	}
+	return err
+}
