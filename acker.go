@@ -1,0 +1,102 @@
+package walmq
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/walmq/walmq/fsm"
+)
+
+// acker batches settled offsets into Settle commands: one Raft entry per
+// group and topic when CommitEvery offsets are pending or the oldest has
+// waited CommitMaxDelay. An ack not yet committed when the broker crashes
+// is lost, and its message is delivered again: at-least-once.
+type acker struct {
+	e    *Embedded
+	kick chan struct{}
+
+	mu      sync.Mutex
+	pending map[[2]string]map[int][]uint64 // {group, topic} -> partition -> offsets
+	count   int
+	oldest  time.Time
+	flushMu sync.Mutex // one commit round at a time
+}
+
+func newAcker(e *Embedded) *acker {
+	return &acker{e: e, kick: make(chan struct{}, 1), pending: map[[2]string]map[int][]uint64{}}
+}
+
+func (a *acker) add(k refKey, offs []uint64) {
+	a.mu.Lock()
+	gk := [2]string{k.group, k.topic}
+	m := a.pending[gk]
+	if m == nil {
+		m = map[int][]uint64{}
+		a.pending[gk] = m
+	}
+	m[k.part] = append(m[k.part], offs...)
+	if a.count == 0 {
+		a.oldest = time.Now()
+	}
+	a.count += len(offs)
+	full := a.count >= a.e.opts.CommitEvery
+	a.mu.Unlock()
+	if full {
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (a *acker) run() {
+	defer a.e.wg.Done()
+	t := time.NewTicker(a.e.opts.CommitMaxDelay / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.e.ctx.Done():
+			// Commit what is pending before the node stops.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			a.flush(ctx)
+			cancel()
+			return
+		case <-a.kick:
+		case <-t.C:
+			a.mu.Lock()
+			due := a.count > 0 && time.Since(a.oldest) >= a.e.opts.CommitMaxDelay
+			a.mu.Unlock()
+			if !due {
+				continue
+			}
+		}
+		a.flush(a.e.ctx)
+	}
+}
+
+// flush commits every pending ack. Acks that fail to commit are logged;
+// their messages will be delivered again.
+func (a *acker) flush(ctx context.Context) error {
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
+	a.mu.Lock()
+	batch := a.pending
+	a.pending = map[[2]string]map[int][]uint64{}
+	a.count = 0
+	a.mu.Unlock()
+	var first error
+	for gk, offs := range batch {
+		if _, err := a.e.node.Apply(ctx, &fsm.Settle{Group: gk[0], Topic: gk[1], Offsets: offs}); err != nil {
+			a.e.log.Warn("ack commit failed; the messages will be redelivered", "group", gk[0], "topic", gk[1], "error", err)
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// CommitAcks commits every ack made so far and returns once they are
+// durable.
+func (e *Embedded) CommitAcks(ctx context.Context) error { return e.acks.flush(ctx) }
