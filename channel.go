@@ -114,7 +114,10 @@ type chanState[T any] struct {
 	opts  ChannelOptions[T]
 	bound int // 0: unbounded
 
-	sendMu sync.Mutex // orders queued sends
+	qMu      sync.Mutex // guards queue and flushing
+	queue    []Message  // sends not yet handed to the broker
+	flushing bool       // a flusher is running
+	flushWG  sync.WaitGroup
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced on every change below
@@ -275,21 +278,21 @@ func (tx *Sender[T]) send(ctx context.Context, v T, block bool) error {
 		}
 		return err
 	}
-	// Queue it under sendMu, so that sends are stored in the order they
-	// were made. The completion takes mu, never sendMu: a full queue that
-	// blocks PublishAsync here cannot block the completions that drain it.
+	// Queue it. One flusher at a time hands the queue to the broker in
+	// order, so sends are stored in the order they were made, many per
+	// publish.
 	s.mu.Lock()
 	s.unsynced++
 	s.mu.Unlock()
 	s.pendingWG.Add(1)
-	s.sendMu.Lock()
-	err = s.b.PublishAsync(ctx, s.topic, 0, []Message{msg}, func(_ []PublishAck, err error) {
-		s.asyncDone(err, true)
-	})
-	s.sendMu.Unlock()
-	if err != nil {
-		s.asyncDone(err, false) // reported here, not by a later call
-		return err
+	s.qMu.Lock()
+	s.queue = append(s.queue, msg)
+	start := !s.flushing
+	s.flushing = true
+	s.qMu.Unlock()
+	if start {
+		s.flushWG.Add(1)
+		go s.flush()
 	}
 	if mustSync {
 		return tx.Sync()
@@ -297,19 +300,42 @@ func (tx *Sender[T]) send(ctx context.Context, v T, block bool) error {
 	return nil
 }
 
-// asyncDone records the outcome of one queued send; record keeps a
-// failure for the next Send, Sync or Close to report.
-func (s *chanState[T]) asyncDone(err error, record bool) {
+// flush hands queued sends to the broker until the queue is empty.
+func (s *chanState[T]) flush() {
+	defer s.flushWG.Done()
+	for {
+		s.qMu.Lock()
+		batch := s.queue
+		s.queue = nil
+		if len(batch) == 0 {
+			s.flushing = false
+			s.qMu.Unlock()
+			return
+		}
+		s.qMu.Unlock()
+		n := len(batch)
+		err := s.b.PublishAsync(context.Background(), s.topic, 0, batch, func(_ []PublishAck, err error) {
+			s.asyncDone(err, n)
+		})
+		if err != nil {
+			s.asyncDone(err, n)
+		}
+	}
+}
+
+// asyncDone records the outcome of n queued sends; a failure is kept for
+// the next Send, Sync or Close to report.
+func (s *chanState[T]) asyncDone(err error, n int) {
 	s.mu.Lock()
-	s.unsynced--
-	if record && err != nil && s.asyncErr == nil {
+	s.unsynced -= n
+	if err != nil && s.asyncErr == nil {
 		s.asyncErr = err
 	}
 	s.mu.Unlock()
 	if err != nil {
-		s.release(1)
+		s.release(n)
 	}
-	s.pendingWG.Done()
+	s.pendingWG.Add(-n)
 }
 
 // Sync waits until every earlier send of this channel is committed and
@@ -317,6 +343,7 @@ func (s *chanState[T]) asyncDone(err error, record bool) {
 func (tx *Sender[T]) Sync() error {
 	s := tx.s
 	s.pendingWG.Wait()
+	s.flushWG.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.asyncErr
