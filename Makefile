@@ -24,13 +24,19 @@ check:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# Benchmarks beside their raw-disk baselines, several runs for medians.
+# Benchmarks, several runs each for medians. PKG narrows them, e.g.
+# make bench PKG=./journal/ BENCH=AppendSync
+PKG             ?= ./...
+BENCH           ?= .
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) ./journal/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) -timeout 60m $(PKG)
 
+# Every fuzz target for FUZZ_TIME each (their seed corpus runs in make test).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZ_TIME) ./journal/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseIndex$$' -fuzztime $(FUZZ_TIME) ./journal/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZ_TIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadStream$$' -fuzztime $(FUZZ_TIME) ./fsm/snapstore/
 
 clean:
 	$(GO) clean -testcache

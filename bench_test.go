@@ -223,7 +223,6 @@ func BenchmarkReopen(b *testing.B) {
 		}
 		return nil
 	})
-	b.ReportMetric(float64(bytes)/(1<<30), "GiB")
 	b.ResetTimer()
 	for b.Loop() {
 		br, err := walmq.Open(reopenDir.dir, walmq.Options{})
@@ -236,4 +235,5 @@ func BenchmarkReopen(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+	b.ReportMetric(float64(bytes)/(1<<30), "GiB")
 }

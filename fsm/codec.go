@@ -305,6 +305,38 @@ func (r *reader) done() error {
 	return r.err
 }
 
+// publishHeader is the part of a Publish before its messages.
+type publishHeader struct {
+	Topic     string
+	Partition int
+	Timestamp int64
+	Count     int
+}
+
+// decodePublishHeader decodes a Publish command's header (data without
+// the op byte) and checks its messages' framing and sizes without copying
+// them, so a replayed entry can be skipped cheaply. maxMsg is the largest
+// message size allowed; a larger one is reported by ok false.
+func decodePublishHeader(b []byte, maxMsg int) (h publishHeader, ok bool) {
+	r := &reader{b: b}
+	h.Topic = r.string()
+	h.Partition = int(min(r.uvarint(), 1<<21))
+	h.Timestamp = r.varint()
+	h.Count = r.count(5)
+	for i := 0; i < h.Count && r.err == nil; i++ {
+		size := len(r.bytes()) + len(r.bytes())
+		for nh := r.count(2); nh > 0 && r.err == nil; nh-- {
+			size += len(r.bytes()) + len(r.bytes())
+		}
+		r.varint()
+		size += len(r.bytes())
+		if size > maxMsg {
+			return h, false
+		}
+	}
+	return h, r.done() == nil
+}
+
 func decodePublish(b []byte) (*Publish, error) {
 	r := &reader{b: b}
 	c := &Publish{Topic: r.string()}

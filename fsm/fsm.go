@@ -227,6 +227,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 }
 
 func (f *FSM) applyCommand(index uint64, data []byte) any {
+	if len(data) > 0 && Op(data[0]) == OpPublish && f.skipReplayed(index, data[1:]) {
+		return nil
+	}
 	cmd, err := Decode(data)
 	if err != nil {
 		return err
@@ -451,6 +454,29 @@ func (f *FSM) applyPublish(index uint64, c *Publish) (*PublishResult, error) {
 	}
 	p.next.Store(next)
 	return res, nil
+}
+
+// skipReplayed handles, without decoding its messages, a publish the
+// journal already holds (a replay after a restart) to a topic without a
+// dedup window: only the partition's next offset moves. Anything else
+// takes the full path.
+func (f *FSM) skipReplayed(index uint64, data []byte) bool {
+	h, ok := decodePublishHeader(data, f.opts.MaxMessageBytes)
+	if !ok || h.Count == 0 {
+		return false
+	}
+	f.mu.RLock()
+	t, ok := f.topics[h.Topic]
+	f.mu.RUnlock()
+	if !ok || t.Config.DedupWindow > 0 || h.Partition >= len(t.Parts) {
+		return false
+	}
+	p := t.Parts[h.Partition]
+	if index > p.Journal().LastRaftIndex() {
+		return false
+	}
+	p.next.Add(uint64(h.Count))
+	return true
 }
 
 func messageSize(m *journal.Message) int {

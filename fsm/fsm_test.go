@@ -125,6 +125,13 @@ func build(m *machine) {
 			m.ok(&fsm.Publish{Topic: "orders", Partition: p, Timestamp: int64(round), Messages: msgs(fmt.Sprintf("r%d-p%d", round, p), 10, round%2 == 0)})
 		}
 	}
+	// On a topic without dedup: a refused publish, then stored ones. The
+	// replay must not count the refused one.
+	m.ok(&fsm.CreateTopic{Name: "plain", Config: fsm.TopicConfig{Partitions: 1}})
+	if _, refused := m.apply(&fsm.Publish{Topic: "plain", Messages: []journal.Message{{Payload: make([]byte, fsm.DefaultMaxMessageBytes+1)}}}).(error); !refused {
+		m.t.Fatal("oversized publish accepted")
+	}
+	m.ok(&fsm.Publish{Topic: "plain", Timestamp: 5, Messages: msgs("plain", 3, false)})
 	m.ok(&fsm.CreateGroup{Topic: "orders", Group: "billing", Config: fsm.GroupConfig{AckWait: time.Second, MaxDeliver: 2}, Start: []uint64{0, 0, 0}})
 	m.ok(&fsm.CreateGroup{Topic: "orders", Group: "audit", Config: fsm.GroupConfig{AckWait: time.Second}, Start: []uint64{100, 200, 50}})
 	m.ok(&fsm.Settle{Topic: "orders", Group: "billing", Offsets: map[int][]uint64{0: {0, 1, 2, 5, 9}, 2: {3}}})
@@ -138,7 +145,7 @@ func TestSnapshotRestoredIntoEmptyNodeEqualsLive(t *testing.T) {
 	live := newMachine(t, filepath.Join(t.TempDir(), "topics"))
 	build(live)
 	want := observe(t, live.f)
-	if len(want.Topics) != 2 { // orders and its dead-letter topic
+	if len(want.Topics) != 3 { // orders, plain and the dead-letter topic
 		t.Fatalf("live state has topics %+v", want.Topics)
 	}
 
