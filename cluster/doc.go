@@ -1,0 +1,30 @@
+// Package cluster owns a walmq node's Raft instance (hashicorp/raft with
+// raft-boltdb/v2 as log and stable store, logging through go-hclog), its
+// state machine (package fsm) and snapshot store (package fsm/snapstore),
+// and the leader-side publish batching.
+//
+// Open bootstraps a new data directory as a one-voter Raft group, or
+// recovers an existing one, and returns once the node leads and has
+// applied its whole log. The single-node mode is a one-voter group on the
+// same code path a three-node cluster uses.
+//
+// # Publishing
+//
+// Publish and PublishAsync queue messages for a partition. One batcher per
+// partition drains what is queued while earlier entries commit (group
+// commit), up to MaxBatchMessages / MaxBatchBytes (waiting up to Linger),
+// and submits one raft.Apply per batch, in queue order, with up to
+// PipelineDepth entries in flight. A publish is answered once its entry is
+// committed (fsynced in the Raft log) and applied: an acknowledged publish
+// is durable.
+//
+// Errors: ErrNotLeader (retry on the leader), ErrClosed, and ErrTimeout
+// when the wait ended after the entry was submitted, so its outcome is
+// unknown and a retry must reuse the message ids.
+//
+// # Layout
+//
+//	<dir>/raft/raft.db   raft-boltdb: log and stable store
+//	<dir>/snapshots/     snapshot store
+//	<dir>/topics/        partition journals (package fsm)
+package cluster
