@@ -2,7 +2,6 @@ package walmq
 
 import (
 	"context"
-	"errors"
 	"hash/fnv"
 	"time"
 
@@ -96,7 +95,7 @@ var (
 	// ErrOffsetTruncated: the offset was deleted by retention.
 	ErrOffsetTruncated = journal.ErrOffsetTruncated
 	// ErrInvalidArgument: a bad argument that no other error describes.
-	ErrInvalidArgument = errors.New("walmq: invalid argument")
+	ErrInvalidArgument = cluster.ErrInvalidArgument
 )
 
 // Header is one application header of a message.

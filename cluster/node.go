@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -50,6 +51,16 @@ type Config struct {
 	MaxBatchBytes    int
 	Linger           time.Duration
 	PipelineDepth    int
+	// CommitEvery and CommitMaxDelay batch acks: they are committed when
+	// CommitEvery are pending (default 1024) or the oldest has waited
+	// CommitMaxDelay (default 20 ms).
+	CommitEvery    int
+	CommitMaxDelay time.Duration
+	// RetentionInterval is how often retention limits are enforced
+	// (default 1 minute).
+	RetentionInterval time.Duration
+	// DefaultGroup configures the groups Fetch creates.
+	DefaultGroup fsm.GroupConfig
 	// SnapshotThreshold is the number of Raft entries between snapshots
 	// (default 8192); TrailingLogs the entries kept behind a snapshot
 	// (default 10240).
@@ -85,6 +96,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
 	}
+	if c.CommitEvery <= 0 {
+		c.CommitEvery = 1024
+	}
+	if c.CommitMaxDelay <= 0 {
+		c.CommitMaxDelay = 20 * time.Millisecond
+	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = time.Minute
+	}
+	if c.DefaultGroup.AckWait <= 0 {
+		c.DefaultGroup.AckWait = 30 * time.Second
+	}
 	if c.MaxBatchBytes < c.MaxMessageBytes {
 		return c, fmt.Errorf("cluster: MaxBatchBytes %d is below MaxMessageBytes %d", c.MaxBatchBytes, c.MaxMessageBytes)
 	}
@@ -110,7 +133,15 @@ type Node struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // batchers and their waiters
+
+	// Background work that needs Raft (ack commits, retention) stops
+	// first on Close.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+	acks     *acker
+	rr       atomic.Uint64 // where the next Fetch starts among partitions
 
 	mu       sync.Mutex
 	batchers map[partKey]*batcher
@@ -129,10 +160,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, batchers: map[partKey]*batcher{}, fatal: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
+	n.acks = newAcker(n)
 	if err := n.open(ctx); err != nil {
 		n.shutdown()
 		return nil, err
 	}
+	n.bg.Add(2)
+	go n.acks.run()
+	go n.retentionLoop()
 	return n, nil
 }
 
@@ -348,6 +384,8 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) shutdown() error {
+	n.bgCancel()
+	n.bg.Wait() // the acker commits what is pending before it returns
 	var err error
 	if n.raft != nil && n.fsm.Err() == nil {
 		// A snapshot now makes the next start replay nothing. It costs a

@@ -1,4 +1,4 @@
-package walmq
+package cluster
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 
 // acker batches settled offsets into Settle commands: one Raft entry per
 // group and topic when CommitEvery offsets are pending or the oldest has
-// waited CommitMaxDelay. An ack not yet committed when the broker crashes
-// is lost, and its message is delivered again: at-least-once.
+// waited CommitMaxDelay. An ack not yet committed when the node crashes is
+// lost, and its message is delivered again: at-least-once.
 type acker struct {
-	e    *Embedded
+	n    *Node
 	kick chan struct{}
 
 	mu      sync.Mutex
@@ -23,24 +23,24 @@ type acker struct {
 	flushMu sync.Mutex // one commit round at a time
 }
 
-func newAcker(e *Embedded) *acker {
-	return &acker{e: e, kick: make(chan struct{}, 1), pending: map[[2]string]map[int][]uint64{}}
+func newAcker(n *Node) *acker {
+	return &acker{n: n, kick: make(chan struct{}, 1), pending: map[[2]string]map[int][]uint64{}}
 }
 
-func (a *acker) add(k refKey, offs []uint64) {
+func (a *acker) add(group, topic string, part int, offs []uint64) {
 	a.mu.Lock()
-	gk := [2]string{k.group, k.topic}
+	gk := [2]string{group, topic}
 	m := a.pending[gk]
 	if m == nil {
 		m = map[int][]uint64{}
 		a.pending[gk] = m
 	}
-	m[k.part] = append(m[k.part], offs...)
+	m[part] = append(m[part], offs...)
 	if a.count == 0 {
 		a.oldest = time.Now()
 	}
 	a.count += len(offs)
-	full := a.count >= a.e.opts.CommitEvery
+	full := a.count >= a.n.cfg.CommitEvery
 	a.mu.Unlock()
 	if full {
 		select {
@@ -51,12 +51,12 @@ func (a *acker) add(k refKey, offs []uint64) {
 }
 
 func (a *acker) run() {
-	defer a.e.wg.Done()
-	t := time.NewTicker(a.e.opts.CommitMaxDelay / 2)
+	defer a.n.bg.Done()
+	t := time.NewTicker(a.n.cfg.CommitMaxDelay / 2)
 	defer t.Stop()
 	for {
 		select {
-		case <-a.e.ctx.Done():
+		case <-a.n.bgCtx.Done():
 			// Commit what is pending before the node stops.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			a.flush(ctx)
@@ -65,13 +65,13 @@ func (a *acker) run() {
 		case <-a.kick:
 		case <-t.C:
 			a.mu.Lock()
-			due := a.count > 0 && time.Since(a.oldest) >= a.e.opts.CommitMaxDelay
+			due := a.count > 0 && time.Since(a.oldest) >= a.n.cfg.CommitMaxDelay
 			a.mu.Unlock()
 			if !due {
 				continue
 			}
 		}
-		a.flush(a.e.ctx)
+		a.flush(a.n.bgCtx)
 	}
 }
 
@@ -87,8 +87,8 @@ func (a *acker) flush(ctx context.Context) error {
 	a.mu.Unlock()
 	var first error
 	for gk, offs := range batch {
-		if _, err := a.e.node.Apply(ctx, &fsm.Settle{Group: gk[0], Topic: gk[1], Offsets: offs}); err != nil {
-			a.e.log.Warn("ack commit failed; the messages will be redelivered", "group", gk[0], "topic", gk[1], "error", err)
+		if _, err := a.n.Apply(ctx, &fsm.Settle{Group: gk[0], Topic: gk[1], Offsets: offs}); err != nil {
+			a.n.log.Warn("ack commit failed; the messages will be redelivered", "group", gk[0], "topic", gk[1], "error", err)
 			if first == nil {
 				first = err
 			}
@@ -96,7 +96,3 @@ func (a *acker) flush(ctx context.Context) error {
 	}
 	return first
 }
-
-// CommitAcks commits every ack made so far and returns once they are
-// durable.
-func (e *Embedded) CommitAcks(ctx context.Context) error { return e.acks.flush(ctx) }
