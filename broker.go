@@ -9,6 +9,7 @@ import (
 	"github.com/walmq/walmq/fsm"
 	"github.com/walmq/walmq/journal"
 	"github.com/walmq/walmq/partition"
+	"github.com/walmq/walmq/transport"
 )
 
 // Broker is walmq's API. Open returns the embedded implementation; every
@@ -96,6 +97,8 @@ var (
 	ErrOffsetTruncated = journal.ErrOffsetTruncated
 	// ErrInvalidArgument: a bad argument that no other error describes.
 	ErrInvalidArgument = cluster.ErrInvalidArgument
+	// ErrUnavailable: a remote node cannot be reached.
+	ErrUnavailable = transport.ErrUnavailable
 )
 
 // Header is one application header of a message.

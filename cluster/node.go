@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -364,6 +366,39 @@ func raftError(err error) error {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	return err
+}
+
+// Status describes the node and its Raft group.
+type Status struct {
+	NodeID       string
+	Role         string // leader, follower, candidate, shutdown
+	Leader       string // the leader's id, "" if unknown
+	Term         uint64
+	AppliedIndex uint64
+	Members      []Member
+}
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID, Address, Suffrage string
+	Leader                bool
+}
+
+// Status reports the node's role, its leader and the members.
+func (n *Node) Status() Status {
+	_, leaderID := n.raft.LeaderWithID()
+	st := Status{NodeID: n.cfg.NodeID, Role: strings.ToLower(n.raft.State().String()), Leader: string(leaderID),
+		AppliedIndex: n.fsm.AppliedIndex()}
+	if t, err := strconv.ParseUint(n.raft.Stats()["term"], 10, 64); err == nil {
+		st.Term = t
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			st.Members = append(st.Members, Member{ID: string(s.ID), Address: string(s.Address),
+				Suffrage: strings.ToLower(s.Suffrage.String()), Leader: s.ID == leaderID})
+		}
+	}
+	return st
 }
 
 // Snapshot takes a Raft snapshot now.

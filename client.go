@@ -1,0 +1,590 @@
+package walmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/walmq/walmq/api/walmq/v1"
+	"github.com/walmq/walmq/transport"
+)
+
+// DefaultAddr is where a node listens by default.
+const DefaultAddr = "127.0.0.1:7420"
+
+// DialOptions configure a Client.
+type DialOptions struct {
+	// MaxBatch bounds the messages PublishAsync sends in one request
+	// (default 1000).
+	MaxBatch int
+	// Linger is how long PublishAsync waits for more messages before
+	// sending a batch that is not full (default 0: send what is queued).
+	Linger time.Duration
+	// MaxRequestBytes bounds one request or response (default 64 MiB).
+	MaxRequestBytes int
+}
+
+// Client is a Broker on a remote node, over gRPC: the same interface as
+// the embedded broker.
+type Client struct {
+	opts DialOptions
+	conn *grpc.ClientConn
+	api  pb.WalmqClient
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	queues    map[queueKey]*pubQueue
+	stream    *pubStream
+	closed    bool
+	flushWG   sync.WaitGroup
+	streamsWG sync.WaitGroup
+}
+
+var _ Broker = (*Client)(nil)
+
+// Dial connects to a node at addr: "host:port", or "unix:///path/to.sock"
+// for a unix socket. It returns once the node answers.
+func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1000
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = 64 << 20
+	}
+	target := addr
+	if !strings.HasPrefix(addr, "unix:") {
+		target = "passthrough:///" + addr
+	}
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes)))
+	if err != nil {
+		return nil, fmt.Errorf("walmq: dial %s: %w", addr, err)
+	}
+	c := &Client{opts: opts, conn: conn, api: pb.NewWalmqClient(conn), queues: map[queueKey]*pubQueue{}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if _, err := c.api.Status(ctx, &pb.StatusRequest{}, grpc.WaitForReady(true)); err != nil {
+		conn.Close()
+		c.cancel()
+		return nil, fmt.Errorf("walmq: dial %s: %w", addr, transport.FromStatus(err))
+	}
+	return c, nil
+}
+
+// Close sends what PublishAsync queued, waits for the answers, and closes
+// the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.flushWG.Wait()
+	c.mu.Lock()
+	s := c.stream
+	c.stream = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.finish()
+	}
+	c.cancel()
+	c.streamsWG.Wait()
+	return c.conn.Close()
+}
+
+func wrap(err error) error { return transport.FromStatus(err) }
+
+// NodeStatus is a node's view of itself and its Raft group.
+type NodeStatus struct {
+	NodeID       string
+	Role         string
+	Leader       string
+	Term         uint64
+	AppliedIndex uint64
+	Members      []NodeMember
+}
+
+// NodeMember is one server of the Raft group.
+type NodeMember struct {
+	ID, Address, Suffrage string
+	Leader                bool
+}
+
+// Status reports the node's role, leader, term, applied index and members.
+func (c *Client) Status(ctx context.Context) (NodeStatus, error) {
+	r, err := c.api.Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		return NodeStatus{}, wrap(err)
+	}
+	st := NodeStatus{NodeID: r.GetNodeId(), Role: r.GetRole(), Leader: r.GetLeader(), Term: r.GetTerm(), AppliedIndex: r.GetAppliedIndex()}
+	for _, m := range r.GetMembers() {
+		st.Members = append(st.Members, NodeMember{ID: m.GetId(), Address: m.GetAddress(), Suffrage: m.GetSuffrage(), Leader: m.GetLeader()})
+	}
+	return st, nil
+}
+
+func topicConfigPB(cfg TopicConfig) *pb.TopicConfig {
+	out := &pb.TopicConfig{Partitions: int32(cfg.Partitions), MaxBytes: cfg.MaxBytes}
+	if cfg.MaxAge != 0 {
+		out.MaxAge = durationpb.New(cfg.MaxAge)
+	}
+	if cfg.DedupWindow != 0 {
+		out.DedupWindow = durationpb.New(max(cfg.DedupWindow, 0))
+	}
+	return out
+}
+
+// CreateTopic implements Broker.
+func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) error {
+	_, err := c.api.CreateTopic(ctx, &pb.CreateTopicRequest{Name: name, Config: topicConfigPB(cfg)})
+	return wrap(err)
+}
+
+// UpdateTopic implements Broker.
+func (c *Client) UpdateTopic(ctx context.Context, name string, cfg TopicConfig) error {
+	_, err := c.api.UpdateTopic(ctx, &pb.UpdateTopicRequest{Name: name, Config: topicConfigPB(cfg)})
+	return wrap(err)
+}
+
+// DeleteTopic implements Broker.
+func (c *Client) DeleteTopic(ctx context.Context, name string) error {
+	_, err := c.api.DeleteTopic(ctx, &pb.DeleteTopicRequest{Name: name})
+	return wrap(err)
+}
+
+func topicInfoFrom(t *pb.TopicInfo) TopicInfo {
+	cfg := t.GetConfig()
+	ti := TopicInfo{Name: t.GetName(), Groups: t.GetGroups(), Config: TopicConfig{Partitions: int(cfg.GetPartitions()),
+		MaxAge: cfg.GetMaxAge().AsDuration(), MaxBytes: cfg.GetMaxBytes(), DedupWindow: cfg.GetDedupWindow().AsDuration()}}
+	for _, p := range t.GetPartitions() {
+		ti.Partitions = append(ti.Partitions, PartitionInfo{Partition: int(p.GetPartition()), FirstOffset: p.GetFirstOffset(),
+			NextOffset: p.GetNextOffset(), Bytes: p.GetBytes(), Segments: int(p.GetSegments())})
+	}
+	return ti
+}
+
+// Topics implements Broker.
+func (c *Client) Topics(ctx context.Context) ([]TopicInfo, error) {
+	r, err := c.api.ListTopics(ctx, &pb.ListTopicsRequest{})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out := make([]TopicInfo, 0, len(r.GetTopics()))
+	for _, t := range r.GetTopics() {
+		out = append(out, topicInfoFrom(t))
+	}
+	return out, nil
+}
+
+// DescribeTopic implements Broker.
+func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
+	r, err := c.api.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: name})
+	if err != nil {
+		return TopicInfo{}, wrap(err)
+	}
+	return topicInfoFrom(r.GetTopic()), nil
+}
+
+func messagesPB(msgs []Message) []*pb.Message {
+	out := make([]*pb.Message, len(msgs))
+	for i, m := range msgs {
+		pm := &pb.Message{Key: m.Key, Payload: m.Payload, Id: m.ID}
+		for _, h := range m.Headers {
+			pm.Headers = append(pm.Headers, &pb.Header{Key: h.Key, Value: h.Value})
+		}
+		if !m.Timestamp.IsZero() {
+			pm.Timestamp = timestamppb.New(m.Timestamp)
+		}
+		out[i] = pm
+	}
+	return out
+}
+
+func acksFrom(as []*pb.PublishAck) []PublishAck {
+	out := make([]PublishAck, len(as))
+	for i, a := range as {
+		out[i] = PublishAck{Partition: int(a.GetPartition()), Offset: a.GetOffset(), Duplicate: a.GetDuplicate()}
+	}
+	return out
+}
+
+// Publish implements Broker.
+func (c *Client) Publish(ctx context.Context, topic string, msgs ...Message) ([]PublishAck, error) {
+	r, err := c.api.Publish(ctx, &pb.PublishRequest{Topic: topic, Messages: messagesPB(msgs)})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return acksFrom(r.GetAcks()), nil
+}
+
+// PublishTo implements Broker.
+func (c *Client) PublishTo(ctx context.Context, topic string, partition int, msgs ...Message) ([]PublishAck, error) {
+	p := int32(partition)
+	if partition < 0 || int(p) != partition {
+		return nil, fmt.Errorf("%w: partition %d", ErrPartitionRange, partition)
+	}
+	r, err := c.api.Publish(ctx, &pb.PublishRequest{Topic: topic, Partition: &p, Messages: messagesPB(msgs)})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return acksFrom(r.GetAcks()), nil
+}
+
+// CreateGroup implements Broker.
+func (c *Client) CreateGroup(ctx context.Context, topic, group string, cfg GroupConfig) error {
+	pc := &pb.GroupConfig{MaxDeliver: int32(cfg.MaxDeliver), DeadLetterTopic: cfg.DeadLetterTopic}
+	if cfg.StartAt == StartLatest {
+		pc.StartAt = pb.StartAt_START_AT_LATEST
+	}
+	if cfg.AckWait != 0 {
+		pc.AckWait = durationpb.New(cfg.AckWait)
+	}
+	_, err := c.api.CreateGroup(ctx, &pb.CreateGroupRequest{Topic: topic, Group: group, Config: pc})
+	return wrap(err)
+}
+
+// DeleteGroup implements Broker.
+func (c *Client) DeleteGroup(ctx context.Context, topic, group string) error {
+	_, err := c.api.DeleteGroup(ctx, &pb.DeleteGroupRequest{Topic: topic, Group: group})
+	return wrap(err)
+}
+
+// Groups implements Broker.
+func (c *Client) Groups(ctx context.Context, topic string) ([]string, error) {
+	r, err := c.api.ListGroups(ctx, &pb.ListGroupsRequest{Topic: topic})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return r.GetGroups(), nil
+}
+
+// DescribeGroup implements Broker.
+func (c *Client) DescribeGroup(ctx context.Context, topic, group string) (GroupInfo, error) {
+	r, err := c.api.DescribeGroup(ctx, &pb.DescribeGroupRequest{Topic: topic, Group: group})
+	if err != nil {
+		return GroupInfo{}, wrap(err)
+	}
+	gc := r.GetConfig()
+	gi := GroupInfo{Topic: topic, Group: group, Config: GroupConfig{AckWait: gc.GetAckWait().AsDuration(),
+		MaxDeliver: int(gc.GetMaxDeliver()), DeadLetterTopic: gc.GetDeadLetterTopic()}}
+	for _, p := range r.GetPartitions() {
+		gi.Partitions = append(gi.Partitions, GroupPartitionInfo{Partition: int(p.GetPartition()), AckFloor: p.GetAckFloor(),
+			EndOffset: p.GetEndOffset(), Lag: p.GetLag(), Pending: int(p.GetPending())})
+	}
+	return gi, nil
+}
+
+// ResetGroup implements Broker.
+func (c *Client) ResetGroup(ctx context.Context, topic, group string, to ResetTo) error {
+	req := &pb.ResetGroupRequest{Topic: topic, Group: group}
+	if to.Time.IsZero() {
+		req.To = &pb.ResetGroupRequest_Offset{Offset: to.Offset}
+	} else {
+		req.To = &pb.ResetGroupRequest_Time{Time: timestamppb.New(to.Time)}
+	}
+	_, err := c.api.ResetGroup(ctx, req)
+	return wrap(err)
+}
+
+func deliveriesFrom(ds []*pb.Delivery) []Delivery {
+	out := make([]Delivery, len(ds))
+	for i, d := range ds {
+		m, r := d.GetMessage(), d.GetRef()
+		out[i] = Delivery{
+			Ref:        Ref{Group: r.GetGroup(), Topic: r.GetTopic(), Partition: int(r.GetPartition()), Offset: r.GetOffset()},
+			Key:        m.GetKey(),
+			Payload:    m.GetPayload(),
+			ID:         m.GetId(),
+			Timestamp:  m.GetTimestamp().AsTime(),
+			Deliveries: d.GetDeliveries(),
+		}
+		for _, h := range m.GetHeaders() {
+			out[i].Headers = append(out[i].Headers, Header{Key: h.GetKey(), Value: h.GetValue()})
+		}
+	}
+	return out
+}
+
+// Fetch implements Broker.
+func (c *Client) Fetch(ctx context.Context, group, topic string, max int, wait time.Duration) ([]Delivery, error) {
+	r, err := c.api.Fetch(ctx, &pb.FetchRequest{Group: group, Topic: topic, Max: int32(min(max, 1<<30)), Wait: durationpb.New(wait)})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return deliveriesFrom(r.GetDeliveries()), nil
+}
+
+// Subscribe streams batches of deliveries to handle until ctx is done or
+// handle returns an error. Deliveries must be settled as with Fetch.
+func (c *Client) Subscribe(ctx context.Context, group, topic string, max int, handle func([]Delivery) error) error {
+	st, err := c.api.Subscribe(ctx, &pb.SubscribeRequest{Group: group, Topic: topic, Max: int32(max)})
+	if err != nil {
+		return wrap(err)
+	}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return wrap(err)
+		}
+		if err := handle(deliveriesFrom(r.GetDeliveries())); err != nil {
+			return err
+		}
+	}
+}
+
+func refsPB(refs []Ref) []*pb.Ref {
+	out := make([]*pb.Ref, len(refs))
+	for i, r := range refs {
+		out[i] = &pb.Ref{Group: r.Group, Topic: r.Topic, Partition: int32(r.Partition), Offset: r.Offset}
+	}
+	return out
+}
+
+// Ack implements Broker.
+func (c *Client) Ack(ctx context.Context, refs ...Ref) error {
+	_, err := c.api.Ack(ctx, &pb.AckRequest{Refs: refsPB(refs)})
+	return wrap(err)
+}
+
+// Nack implements Broker.
+func (c *Client) Nack(ctx context.Context, delay time.Duration, refs ...Ref) error {
+	_, err := c.api.Nack(ctx, &pb.NackRequest{Refs: refsPB(refs), Delay: durationpb.New(delay)})
+	return wrap(err)
+}
+
+// Term implements Broker.
+func (c *Client) Term(ctx context.Context, reason string, refs ...Ref) error {
+	_, err := c.api.Term(ctx, &pb.TermRequest{Refs: refsPB(refs), Reason: reason})
+	return wrap(err)
+}
+
+// ---- the asynchronous producer ----
+
+type queueKey struct {
+	topic string
+	part  int
+}
+
+// pubQueue holds the messages PublishAsync queued for one partition until
+// a flusher sends them.
+type pubQueue struct {
+	msgs     []Message
+	dones    []queuedDone
+	flushing bool
+}
+
+type queuedDone struct {
+	n    int
+	done func([]PublishAck, error)
+}
+
+// PublishAsync implements Broker: messages are queued and sent in batches
+// of up to MaxBatch on one stream, in the order queued.
+func (c *Client) PublishAsync(ctx context.Context, topic string, partition int, msgs []Message, done func([]PublishAck, error)) error {
+	if len(msgs) == 0 {
+		return ErrEmptyPublish
+	}
+	if partition < 0 {
+		return fmt.Errorf("%w: partition %d", ErrPartitionRange, partition)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	k := queueKey{topic, partition}
+	q := c.queues[k]
+	if q == nil {
+		q = &pubQueue{}
+		c.queues[k] = q
+	}
+	q.msgs = append(q.msgs, msgs...)
+	q.dones = append(q.dones, queuedDone{len(msgs), done})
+	start := !q.flushing
+	q.flushing = true
+	if start {
+		c.flushWG.Add(1)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.flush(k, q)
+	}
+	return nil
+}
+
+// flush sends a queue's messages in batches until it is empty.
+func (c *Client) flush(k queueKey, q *pubQueue) {
+	defer c.flushWG.Done()
+	if c.opts.Linger > 0 {
+		time.Sleep(c.opts.Linger)
+	}
+	for {
+		c.mu.Lock()
+		if len(q.msgs) == 0 {
+			q.flushing = false
+			c.mu.Unlock()
+			return
+		}
+		// Take whole PublishAsync calls, up to MaxBatch messages (at least
+		// one call).
+		n, calls := 0, 0
+		for calls < len(q.dones) && (calls == 0 || n+q.dones[calls].n <= c.opts.MaxBatch) {
+			n += q.dones[calls].n
+			calls++
+		}
+		msgs := q.msgs[:n:n]
+		dones := q.dones[:calls:calls]
+		q.msgs = q.msgs[n:]
+		q.dones = q.dones[calls:]
+		c.mu.Unlock()
+		p := int32(k.part)
+		req := &pb.PublishRequest{Topic: k.topic, Partition: &p, Messages: messagesPB(msgs)}
+		c.send(req, func(acks []PublishAck, err error) {
+			off := 0
+			for _, d := range dones {
+				if err != nil {
+					d.done(nil, err)
+				} else {
+					d.done(acks[off:off+d.n], nil)
+				}
+				off += d.n
+			}
+		})
+	}
+}
+
+// pubStream is the client's PublishStream: requests are sent in order
+// and answered by seq.
+type pubStream struct {
+	c       *Client
+	st      pb.Walmq_PublishStreamClient
+	sendMu  sync.Mutex
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]func([]PublishAck, error)
+	err     error
+	done    chan struct{}
+}
+
+// send sends one request on the stream (opening it if needed); done gets
+// the outcome. A broken stream fails every request in flight on it.
+func (c *Client) send(req *pb.PublishRequest, done func([]PublishAck, error)) {
+	s, err := c.pubStream()
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		done(nil, err)
+		return
+	}
+	s.seq++
+	req.Seq = s.seq
+	s.pending[req.Seq] = done
+	s.mu.Unlock()
+	if err := s.st.Send(req); err != nil {
+		// The receive loop sees the stream end and fails what is pending.
+		s.c.dropStream(s)
+	}
+}
+
+func (c *Client) pubStream() (*pubStream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream != nil {
+		return c.stream, nil
+	}
+	st, err := c.api.PublishStream(c.ctx)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	s := &pubStream{c: c, st: st, pending: map[uint64]func([]PublishAck, error){}, done: make(chan struct{})}
+	c.stream = s
+	c.streamsWG.Add(1)
+	go s.recv()
+	return s, nil
+}
+
+func (c *Client) dropStream(s *pubStream) {
+	c.mu.Lock()
+	if c.stream == s {
+		c.stream = nil
+	}
+	c.mu.Unlock()
+}
+
+func (s *pubStream) recv() {
+	defer s.c.streamsWG.Done()
+	defer close(s.done)
+	for {
+		r, err := s.st.Recv()
+		if err != nil {
+			s.c.dropStream(s)
+			s.mu.Lock()
+			if errors.Is(err, errEOF) {
+				err = nil
+			}
+			if err == nil {
+				err = fmt.Errorf("%w: publish stream closed", ErrClosed)
+			} else {
+				err = fmt.Errorf("%w: publish stream broke, outcome unknown: %w", ErrTimeout, wrap(err))
+			}
+			s.err = err
+			pending := s.pending
+			s.pending = nil
+			s.mu.Unlock()
+			for _, done := range pending {
+				done(nil, err)
+			}
+			return
+		}
+		s.mu.Lock()
+		done := s.pending[r.GetSeq()]
+		delete(s.pending, r.GetSeq())
+		s.mu.Unlock()
+		if done == nil {
+			continue
+		}
+		if r.GetError() != "" {
+			done(nil, wrap(statusError(r.GetCode(), r.GetError())))
+		} else {
+			done(acksFrom(r.GetAcks()), nil)
+		}
+	}
+}
+
+// finish closes the sending side and waits for every answer.
+func (s *pubStream) finish() {
+	s.sendMu.Lock()
+	s.st.CloseSend()
+	s.sendMu.Unlock()
+	<-s.done
+}
+
+var errEOF = io.EOF
+
+// statusError rebuilds the status error a stream response reported.
+func statusError(code int32, msg string) error { return status.Error(codes.Code(code), msg) }

@@ -1,0 +1,28 @@
+package transport
+
+import (
+	"io"
+	"slices"
+	"syscall"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var ioEOF = io.EOF
+
+// umask sets the process's file mode mask and returns the old one. The
+// socket is created under a 0177 mask so that it is never, even briefly,
+// open to other users.
+func umask(mask int) int { return syscall.Umask(mask) }
+
+func statusCode(err error) codes.Code { return status.Code(err) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
