@@ -13,15 +13,6 @@ import (
 	"github.com/walmq/walmq"
 )
 
-func openBroker(t testing.TB, dir string, opts walmq.Options) *walmq.Embedded {
-	t.Helper()
-	b, err := walmq.Open(dir, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	return b
-}
-
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -60,6 +51,10 @@ func drain(t testing.TB, b walmq.Broker, group, topic string, wait time.Duration
 }
 
 func TestPublishConsumeAckAcrossReopen(t *testing.T) {
+	forEachEnv(t, testPublishConsumeAckAcrossReopen)
+}
+
+func testPublishConsumeAckAcrossReopen(t *testing.T, openBroker opener) {
 	dir := t.TempDir()
 	b := openBroker(t, dir, walmq.Options{})
 	mustCreate(t, b, "orders", walmq.TopicConfig{Partitions: 3})
@@ -104,6 +99,10 @@ func TestPublishConsumeAckAcrossReopen(t *testing.T) {
 }
 
 func TestUnackedRedeliveredAfterReopen(t *testing.T) {
+	forEachEnv(t, testUnackedRedeliveredAfterReopen)
+}
+
+func testUnackedRedeliveredAfterReopen(t *testing.T, openBroker opener) {
 	dir := t.TempDir()
 	b := openBroker(t, dir, walmq.Options{})
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -133,7 +132,9 @@ func TestUnackedRedeliveredAfterReopen(t *testing.T) {
 	}
 }
 
-func TestRedeliveryAfterAckWait(t *testing.T) {
+func TestRedeliveryAfterAckWait(t *testing.T) { forEachEnv(t, testRedeliveryAfterAckWait) }
+
+func testRedeliveryAfterAckWait(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -168,7 +169,9 @@ func TestRedeliveryAfterAckWait(t *testing.T) {
 	}
 }
 
-func TestNackWithDelay(t *testing.T) {
+func TestNackWithDelay(t *testing.T) { forEachEnv(t, testNackWithDelay) }
+
+func testNackWithDelay(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -186,7 +189,9 @@ func TestNackWithDelay(t *testing.T) {
 	}
 }
 
-func TestDeadLetterAfterMaxDeliver(t *testing.T) {
+func TestDeadLetterAfterMaxDeliver(t *testing.T) { forEachEnv(t, testDeadLetterAfterMaxDeliver) }
+
+func testDeadLetterAfterMaxDeliver(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -234,7 +239,9 @@ func TestDeadLetterAfterMaxDeliver(t *testing.T) {
 	}
 }
 
-func TestOutOfOrderAcksKeepFloor(t *testing.T) {
+func TestOutOfOrderAcksKeepFloor(t *testing.T) { forEachEnv(t, testOutOfOrderAcksKeepFloor) }
+
+func testOutOfOrderAcksKeepFloor(t *testing.T, openBroker opener) {
 	dir := t.TempDir()
 	b := openBroker(t, dir, walmq.Options{})
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -280,7 +287,9 @@ func TestOutOfOrderAcksKeepFloor(t *testing.T) {
 	}
 }
 
-func TestDedupWindow(t *testing.T) {
+func TestDedupWindow(t *testing.T) { forEachEnv(t, testDedupWindow) }
+
+func testDedupWindow(t *testing.T, openBroker opener) {
 	dir := t.TempDir()
 	b := openBroker(t, dir, walmq.Options{})
 	mustCreate(t, b, "t", walmq.TopicConfig{Partitions: 2, DedupWindow: time.Hour})
@@ -320,7 +329,9 @@ func TestDedupWindow(t *testing.T) {
 	}
 }
 
-func TestDedupWindowExpires(t *testing.T) {
+func TestDedupWindowExpires(t *testing.T) { forEachEnv(t, testDedupWindowExpires) }
+
+func testDedupWindowExpires(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{DedupWindow: 100 * time.Millisecond})
@@ -332,7 +343,9 @@ func TestDedupWindowExpires(t *testing.T) {
 	}
 }
 
-func TestBadInputChangesNothing(t *testing.T) {
+func TestBadInputChangesNothing(t *testing.T) { forEachEnv(t, testBadInputChangesNothing) }
+
+func testBadInputChangesNothing(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{MaxMessageBytes: 1000})
 	defer b.Close()
 	ctx := ctxT(t)
@@ -401,6 +414,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 }
 
 func TestRetentionDeletesOnlyWholeSegments(t *testing.T) {
+	forEachEnv(t, testRetentionDeletesOnlyWholeSegments)
+}
+
+func testRetentionDeletesOnlyWholeSegments(t *testing.T, openBroker opener) {
 	dir := t.TempDir()
 	b := openBroker(t, dir, walmq.Options{SegmentBytes: 4 << 10})
 	defer b.Close()
@@ -431,7 +448,9 @@ func TestRetentionDeletesOnlyWholeSegments(t *testing.T) {
 	}
 }
 
-func TestRetentionByAge(t *testing.T) {
+func TestRetentionByAge(t *testing.T) { forEachEnv(t, testRetentionByAge) }
+
+func testRetentionByAge(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{SegmentBytes: 2 << 10})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{MaxAge: time.Hour})
@@ -452,7 +471,9 @@ func TestRetentionByAge(t *testing.T) {
 	}
 }
 
-func TestResetGroup(t *testing.T) {
+func TestResetGroup(t *testing.T) { forEachEnv(t, testResetGroup) }
+
+func testResetGroup(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -481,7 +502,9 @@ func TestResetGroup(t *testing.T) {
 	}
 }
 
-func TestStartLatest(t *testing.T) {
+func TestStartLatest(t *testing.T) { forEachEnv(t, testStartLatest) }
+
+func testStartLatest(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -495,7 +518,9 @@ func TestStartLatest(t *testing.T) {
 	}
 }
 
-func TestWorkQueueSharesPartition(t *testing.T) {
+func TestWorkQueueSharesPartition(t *testing.T) { forEachEnv(t, testWorkQueueSharesPartition) }
+
+func testWorkQueueSharesPartition(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	mustCreate(t, b, "t", walmq.TopicConfig{})
@@ -526,7 +551,9 @@ func TestWorkQueueSharesPartition(t *testing.T) {
 	}
 }
 
-func TestDeleteTopic(t *testing.T) {
+func TestDeleteTopic(t *testing.T) { forEachEnv(t, testDeleteTopic) }
+
+func testDeleteTopic(t *testing.T, openBroker opener) {
 	dir := t.TempDir()
 	b := openBroker(t, dir, walmq.Options{})
 	mustCreate(t, b, "t", walmq.TopicConfig{Partitions: 2})

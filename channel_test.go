@@ -14,7 +14,9 @@ type job struct {
 	Name string `json:"name"`
 }
 
-func TestChannelSendRecvAck(t *testing.T) {
+func TestChannelSendRecvAck(t *testing.T) { forEachEnv(t, testChannelSendRecvAck) }
+
+func testChannelSendRecvAck(t *testing.T, openBroker opener) {
 	for _, tc := range []struct {
 		name string
 		dur  walmq.Durability
@@ -58,7 +60,9 @@ func TestChannelSendRecvAck(t *testing.T) {
 	}
 }
 
-func TestChannelBoundedBlocks(t *testing.T) {
+func TestChannelBoundedBlocks(t *testing.T) { forEachEnv(t, testChannelBoundedBlocks) }
+
+func testChannelBoundedBlocks(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	tx, rx, err := walmq.Bounded(b, "c", 2, walmq.ChannelOptions[int]{})
@@ -113,7 +117,9 @@ func TestChannelBoundedBlocks(t *testing.T) {
 	}
 }
 
-func TestChannelRecvTimeoutsAndTry(t *testing.T) {
+func TestChannelRecvTimeoutsAndTry(t *testing.T) { forEachEnv(t, testChannelRecvTimeoutsAndTry) }
+
+func testChannelRecvTimeoutsAndTry(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	tx, rx, err := walmq.Unbounded(b, "c", walmq.ChannelOptions[string]{})
@@ -157,7 +163,9 @@ func TestChannelRecvTimeoutsAndTry(t *testing.T) {
 	}
 }
 
-func TestChannelDisconnect(t *testing.T) {
+func TestChannelDisconnect(t *testing.T) { forEachEnv(t, testChannelDisconnect) }
+
+func testChannelDisconnect(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	tx, rx, err := walmq.Unbounded(b, "c", walmq.ChannelOptions[int]{})
@@ -206,6 +214,10 @@ func TestChannelDisconnect(t *testing.T) {
 }
 
 func TestChannelDecodeErrorIsPerMessage(t *testing.T) {
+	forEachEnv(t, testChannelDecodeErrorIsPerMessage)
+}
+
+func testChannelDecodeErrorIsPerMessage(t *testing.T, openBroker opener) {
 	b := openBroker(t, t.TempDir(), walmq.Options{})
 	defer b.Close()
 	tx, rx, err := walmq.Unbounded(b, "c", walmq.ChannelOptions[job]{})
@@ -243,6 +255,10 @@ func TestChannelDecodeErrorIsPerMessage(t *testing.T) {
 // TestChannelAtLeastOnceAcrossReopen: what was received but not
 // acknowledged is received again by the next run, nothing acknowledged is.
 func TestChannelAtLeastOnceAcrossReopen(t *testing.T) {
+	forEachEnv(t, testChannelAtLeastOnceAcrossReopen)
+}
+
+func testChannelAtLeastOnceAcrossReopen(t *testing.T, openBroker opener) {
 	dir := t.TempDir()
 	b := openBroker(t, dir, walmq.Options{})
 	tx, rx, err := walmq.Bounded(b, "c", 10, walmq.ChannelOptions[int]{})

@@ -321,13 +321,29 @@ func deliveriesFrom(ds []*pb.Delivery) []Delivery {
 }
 
 // Fetch implements Broker.
-func (c *Client) Fetch(ctx context.Context, group, topic string, max int, wait time.Duration) ([]Delivery, error) {
-	r, err := c.api.Fetch(ctx, &pb.FetchRequest{Group: group, Topic: topic, Max: int32(min(max, 1<<30)), Wait: durationpb.New(wait)})
+func (c *Client) Fetch(ctx context.Context, group, topic string, maxMsgs int, wait time.Duration) ([]Delivery, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		// Let the node answer "nothing" before the deadline rather than
+		// race it.
+		wait = max(min(wait, time.Until(dl)-fetchMargin), 0)
+	}
+	r, err := c.api.Fetch(ctx, &pb.FetchRequest{Group: group, Topic: topic, Max: int32(min(maxMsgs, 1<<30)), Wait: durationpb.New(wait)})
 	if err != nil {
+		// As the embedded broker: the context's own error. Its deadline may
+		// have passed a moment before the context notices.
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl.Add(-fetchMargin)) {
+			return nil, context.DeadlineExceeded
+		}
 		return nil, wrap(err)
 	}
 	return deliveriesFrom(r.GetDeliveries()), nil
 }
+
+// fetchMargin is how long before a caller's deadline a Fetch's wait ends.
+const fetchMargin = 20 * time.Millisecond
 
 // Subscribe streams batches of deliveries to handle until ctx is done or
 // handle returns an error. Deliveries must be settled as with Fetch.

@@ -227,10 +227,7 @@ func (s *Server) topicInfo(name string) (*pb.TopicInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.TopicInfo{Name: t.Name, Config: topicConfigOut(t.Config)}
-	for _, g := range sortedKeys(t.Groups) {
-		out.Groups = append(out.Groups, g)
-	}
+	out := &pb.TopicInfo{Name: t.Name, Config: topicConfigOut(t.Config), Groups: sortedKeys(t.Groups)}
 	for i, p := range t.Partitions {
 		out.Partitions = append(out.Partitions, &pb.PartitionInfo{Partition: int32(i), FirstOffset: p.First,
 			NextOffset: p.Next, Bytes: p.Bytes, Segments: int32(p.Segments)})
@@ -465,6 +462,11 @@ const maxFetchWait = 5 * time.Minute
 func (s *Server) Fetch(ctx context.Context, r *pb.FetchRequest) (*pb.FetchResponse, error) {
 	wait := min(durationOf(r.GetWait()), maxFetchWait)
 	ds, err := s.node.Fetch(ctx, r.GetGroup(), r.GetTopic(), int(r.GetMax()), wait)
+	if err != nil && ctx.Err() != nil {
+		// The caller's deadline ended the wait: nothing came. The client
+		// reports its own context's error if it is done too.
+		return &pb.FetchResponse{}, nil
+	}
 	if err != nil {
 		return nil, ToStatus(err)
 	}
