@@ -2,16 +2,35 @@
 # fetched at pinned versions through the Go module proxy.
 GO              ?= go
 STATICCHECK     := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Code generators for make proto, pinned; installed into ./bin/proto.
+BUF             := github.com/bufbuild/buf/cmd/buf@v1.75.0
+PROTOC_GEN_GO   := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.1
+PROTOBIN        := $(CURDIR)/bin/proto
 BENCH_COUNT     ?= 5
 BENCH_TIME      ?= 1s
 FUZZ_TIME       ?= 30s
 
-.PHONY: all build test check bench fuzz clean
+.PHONY: all build run test check bench fuzz proto clean
 
 all: check test
 
+# The binaries, into ./bin.
 build:
 	$(GO) build ./...
+	$(GO) build -o bin/ ./cmd/...
+
+# A single node on the embedded defaults: data in ./data, gRPC on
+# 127.0.0.1:7420, the socket at ./data/walmq.sock. Ctrl-C stops it.
+run: build
+	./bin/walmq-node
+
+# Regenerates the gRPC code in api/ from its .proto files.
+proto:
+	GOBIN=$(PROTOBIN) $(GO) install $(BUF)
+	GOBIN=$(PROTOBIN) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(PROTOBIN) $(GO) install $(PROTOC_GEN_GRPC)
+	cd api && PATH=$(PROTOBIN):$$PATH buf generate
 
 # The test command: every package, with the race detector. The seed corpus
 # of every fuzz target runs here too.
@@ -39,4 +58,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadStream$$' -fuzztime $(FUZZ_TIME) ./fsm/snapstore/
 
 clean:
+	rm -rf bin
 	$(GO) clean -testcache
