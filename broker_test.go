@@ -575,3 +575,29 @@ func testDeleteTopic(t *testing.T, openBroker opener) {
 		t.Fatalf("re-created topic holds %v", got)
 	}
 }
+
+// TestAcksBeforeResetStayBefore: acks made before a reset, not yet
+// committed, must not settle the messages the reset makes deliverable.
+func TestAcksBeforeResetStayBefore(t *testing.T) { forEachEnv(t, testAcksBeforeReset) }
+
+func testAcksBeforeReset(t *testing.T, openBroker opener) {
+	b := openBroker(t, t.TempDir(), walmq.Options{CommitMaxDelay: time.Hour, CommitEvery: 1 << 20})
+	defer b.Close()
+	mustCreate(t, b, "t", walmq.TopicConfig{})
+	for i := 0; i < 10; i++ {
+		b.Publish(ctxT(t), "t", walmq.Message{Payload: []byte(fmt.Sprint(i))})
+	}
+	if got := drain(t, b, "g", "t", 50*time.Millisecond)[0]; len(got) != 10 {
+		t.Fatalf("first pass: %v", got)
+	}
+	if err := b.ResetGroup(ctxT(t), "t", "g", walmq.ResetTo{Offset: 0}); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever acks are still pending get committed now, after the reset.
+	if err := b.CommitAcks(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := drain(t, b, "g", "t", 50*time.Millisecond)[0]; len(got) != 10 {
+		t.Fatalf("after the reset: %v, want all 10 again", got)
+	}
+}

@@ -123,11 +123,12 @@ type chanState[T any] struct {
 	changed   chan struct{} // closed and replaced on every change below
 	senders   int
 	rxClosed  bool
-	inFlight  int // sends not yet acknowledged by the receiver (bounded only)
-	unsynced  int // async sends not yet committed
+	inFlight  int    // sends not yet acknowledged by the receiver (bounded only)
+	unsynced  int    // async sends not yet committed
+	issued    uint64 // async sends queued so far
+	completed uint64 // async sends whose commit succeeded or failed
 	oldest    time.Time
 	asyncErr  error
-	pendingWG sync.WaitGroup
 }
 
 func (s *chanState[T]) notifyLocked() {
@@ -283,8 +284,8 @@ func (tx *Sender[T]) send(ctx context.Context, v T, block bool) error {
 	// publish.
 	s.mu.Lock()
 	s.unsynced++
+	s.issued++
 	s.mu.Unlock()
-	s.pendingWG.Add(1)
 	s.qMu.Lock()
 	s.queue = append(s.queue, msg)
 	start := !s.flushing
@@ -328,24 +329,31 @@ func (s *chanState[T]) flush() {
 func (s *chanState[T]) asyncDone(err error, n int) {
 	s.mu.Lock()
 	s.unsynced -= n
+	s.completed += uint64(n)
 	if err != nil && s.asyncErr == nil {
 		s.asyncErr = err
 	}
+	s.notifyLocked()
 	s.mu.Unlock()
 	if err != nil {
 		s.release(n)
 	}
-	s.pendingWG.Add(-n)
 }
 
-// Sync waits until every earlier send of this channel is committed and
-// reports the first failure since the last Sync.
+// Sync waits until every send of this channel made before it is
+// committed (sends made meanwhile, by other clones too, do not hold it
+// up) and reports the first failure since the last Sync.
 func (tx *Sender[T]) Sync() error {
 	s := tx.s
-	s.pendingWG.Wait()
-	s.flushWG.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	target := s.issued
+	for s.completed < target {
+		ch := s.changed
+		s.mu.Unlock()
+		<-ch
+		s.mu.Lock()
+	}
 	err := s.asyncErr
 	s.asyncErr = nil
 	return err
@@ -377,8 +385,12 @@ func (tx *Sender[T]) Close() error {
 	s := tx.s
 	s.mu.Lock()
 	s.senders--
+	last := s.senders == 0
 	s.notifyLocked()
 	s.mu.Unlock()
+	if last {
+		s.flushWG.Wait() // no sender is left to start another flusher
+	}
 	return err
 }
 

@@ -315,3 +315,45 @@ func testChannelAtLeastOnceAcrossReopen(t *testing.T, openBroker opener) {
 		}
 	}
 }
+
+// TestChannelSyncNotStarvedByOtherSenders: Sync waits only for the sends
+// made before it, while another clone keeps sending.
+func TestChannelSyncNotStarvedByOtherSenders(t *testing.T) { forEachEnv(t, testChannelSyncNotStarved) }
+
+func testChannelSyncNotStarved(t *testing.T, openBroker opener) {
+	b := openBroker(t, t.TempDir(), walmq.Options{})
+	defer b.Close()
+	tx, rx, err := walmq.Unbounded(b, "c", walmq.ChannelOptions[int]{Durability: walmq.FlushOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	busy := tx.Clone()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			busy.Send(i)
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		tx.Send(-i)
+		start := time.Now()
+		if err := tx.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Fatalf("Sync took %v while another sender was busy", el)
+		}
+	}
+	close(stop)
+	<-done
+	busy.Close()
+	tx.Close()
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -87,12 +88,27 @@ func (a *acker) flush(ctx context.Context) error {
 	a.mu.Unlock()
 	var first error
 	for gk, offs := range batch {
-		if _, err := a.n.Apply(ctx, &fsm.Settle{Group: gk[0], Topic: gk[1], Offsets: offs}); err != nil {
-			a.n.log.Warn("ack commit failed; the messages will be redelivered", "group", gk[0], "topic", gk[1], "error", err)
-			if first == nil {
-				first = err
-			}
+		_, err := a.n.propose(ctx, &fsm.Settle{Group: gk[0], Topic: gk[1], Offsets: offs})
+		if err == nil {
+			continue
+		}
+		if gone(err) {
+			continue // the group or topic is gone: nothing to settle
+		}
+		if first == nil {
+			first = err
+		}
+		// Keep them for the next round; if the node stops first, the
+		// messages are delivered again after the restart.
+		a.n.log.Warn("ack commit failed; retrying", "group", gk[0], "topic", gk[1], "error", err)
+		for p, o := range offs {
+			a.add(gk[0], gk[1], p, o)
 		}
 	}
 	return first
+}
+
+// gone reports an ack commit that can never succeed.
+func gone(err error) bool {
+	return errors.Is(err, fsm.ErrGroupNotFound) || errors.Is(err, fsm.ErrTopicNotFound) || errors.Is(err, fsm.ErrPartitionRange)
 }

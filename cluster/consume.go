@@ -152,16 +152,19 @@ func (n *Node) Fetch(ctx context.Context, group, topic string, max int, wait tim
 	deadline := time.Now().Add(wait)
 	start := int(n.rr.Add(1) % uint64(nparts))
 	parts := make([]*partition.Partition, 0, nparts)
+	marks := make([]uint64, 0, nparts)
 	for {
 		var out []Delivery
-		parts = parts[:0]
+		parts, marks = parts[:0], marks[:0]
 		for k := 0; k < nparts && len(out) < max; k++ {
 			pi := (start + k) % nparts
 			p, err := n.fsm.Partition(topic, pi)
 			if err != nil {
 				return nil, err
 			}
-			parts = append(parts, p)
+			// The watermark before leasing: a message committed after it
+			// wakes the wait below.
+			parts, marks = append(parts, p), append(marks, p.Watermark())
 			ds, err := p.Lease(group, time.Now(), cfg.AckWait, max-len(out), 0)
 			if err != nil {
 				return nil, groupErr(err)
@@ -180,7 +183,7 @@ func (n *Node) Fetch(ctx context.Context, group, topic string, max int, wait tim
 		if !time.Now().Before(deadline) {
 			return nil, nil
 		}
-		if err := n.waitAny(ctx, parts, group, deadline); err != nil {
+		if err := n.waitAny(ctx, parts, marks, group, deadline); err != nil {
 			return nil, err
 		}
 	}
@@ -192,7 +195,7 @@ const leasePoll = 50 * time.Millisecond
 // waitAny waits until a partition gets a new message, until a lease may
 // have expired (checked every leasePoll while the group has leases), or
 // until the deadline.
-func (n *Node) waitAny(ctx context.Context, parts []*partition.Partition, group string, deadline time.Time) error {
+func (n *Node) waitAny(ctx context.Context, parts []*partition.Partition, marks []uint64, group string, deadline time.Time) error {
 	until := deadline
 	for _, p := range parts {
 		if p.Leased(group) > 0 {
@@ -203,8 +206,8 @@ func (n *Node) waitAny(ctx context.Context, parts []*partition.Partition, group 
 	wctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	done := make(chan struct{}, len(parts))
-	for _, p := range parts {
-		after := p.Watermark()
+	for i, p := range parts {
+		after := marks[i]
 		go func() {
 			p.Wait(wctx, after)
 			done <- struct{}{}

@@ -209,7 +209,11 @@ func (n *Node) open(ctx context.Context) error {
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = cfg.Logger.Named("raft")
 	rc.NoSnapshotRestoreOnStart = true
-	rc.BatchApplyCh = true
+	// Not BatchApplyCh: a future left in raft's buffered apply channel at
+	// shutdown is never answered (hashicorp/raft#498), and Close would
+	// wait for it forever. The leader loop still commits every entry
+	// queued while it wrote the last ones as one group.
+	rc.BatchApplyCh = false
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	// Check often: the replay after a crash is bounded by what the last
 	// snapshot left behind, and a snapshot costs a link per segment.
@@ -313,6 +317,20 @@ func (n *Node) Err() error { return n.fsm.Err() }
 // submitted, the outcome is unknown (ErrTimeout wrapping the context's
 // error).
 func (n *Node) Apply(ctx context.Context, cmd any) (any, error) {
+	switch cmd.(type) {
+	case *fsm.ResetGroup, *fsm.DeleteGroup, *fsm.DeleteTopic:
+		// Acks made before these must not be committed after them, where
+		// they would settle offsets of the reset or re-created group.
+		if err := n.acks.flush(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return n.propose(ctx, cmd)
+}
+
+// propose commits one command through Raft and returns the state
+// machine's result.
+func (n *Node) propose(ctx context.Context, cmd any) (any, error) {
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return nil, err

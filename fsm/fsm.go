@@ -84,14 +84,16 @@ func New(opts Options) (*FSM, error) {
 	if opts.MaxMessageBytes == 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
-	if opts.Journal.MaxMessageBytes == 0 || opts.Journal.MaxMessageBytes < opts.MaxMessageBytes {
-		opts.Journal.MaxMessageBytes = opts.MaxMessageBytes
-	}
+	// The journal takes the dead-letter headers on top of the limit.
+	opts.Journal.MaxMessageBytes = max(opts.Journal.MaxMessageBytes, opts.MaxMessageBytes+dlqHeadroom)
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("fsm: %w", err)
+	}
+	if err := removeTrash(opts.Dir); err != nil {
+		return nil, err
 	}
 	return &FSM{opts: opts, log: opts.Logger, topics: map[string]*Topic{}}, nil
 }
@@ -334,6 +336,9 @@ func (f *FSM) applyCreateTopic(index uint64, c *CreateTopic) error {
 // the DeleteTopic that comes before that incarnation removes them.
 func (f *FSM) openTopic(name string, cfg TopicConfig, created uint64) (*Topic, error) {
 	t := &Topic{Name: name, Config: cfg, Created: created, Groups: map[string]GroupConfig{}}
+	if err := writeIncarnation(f.topicDir(name), created); err != nil {
+		return nil, err
+	}
 	for i := 0; i < cfg.Partitions; i++ {
 		p, err := partition.Open(f.partDir(name, i), f.opts.Journal)
 		if err != nil {
@@ -381,7 +386,7 @@ func (f *FSM) applyDeleteTopic(c *DeleteTopic) error {
 	if err := t.close(); err != nil {
 		return storage(err)
 	}
-	if err := os.RemoveAll(f.topicDir(c.Name)); err != nil {
+	if err := f.trashTopicDir(c.Name); err != nil {
 		return storage(err)
 	}
 	return nil
@@ -398,6 +403,11 @@ type PublishResult struct {
 }
 
 func (f *FSM) applyPublish(index uint64, c *Publish) (*PublishResult, error) {
+	return f.publish(index, c, f.opts.MaxMessageBytes)
+}
+
+// publish applies a publish whose messages may take up to limit bytes.
+func (f *FSM) publish(index uint64, c *Publish, limit int) (*PublishResult, error) {
 	if len(c.Messages) == 0 {
 		return nil, ErrEmptyPublish
 	}
@@ -411,8 +421,8 @@ func (f *FSM) applyPublish(index uint64, c *Publish) (*PublishResult, error) {
 		return nil, fmt.Errorf("%w: partition %d of %q (it has %d)", ErrPartitionRange, c.Partition, c.Topic, len(t.Parts))
 	}
 	for i := range c.Messages {
-		if n := messageSize(&c.Messages[i]); n > f.opts.MaxMessageBytes {
-			return nil, fmt.Errorf("%w: message %d is %d bytes, the limit is %d", ErrMessageTooLarge, i, n, f.opts.MaxMessageBytes)
+		if n := messageSize(&c.Messages[i]); n > limit {
+			return nil, fmt.Errorf("%w: message %d is %d bytes, the limit is %d", ErrMessageTooLarge, i, n, limit)
 		}
 	}
 	p := t.Parts[c.Partition]
@@ -515,7 +525,12 @@ func (f *FSM) applySettle(c *Settle) (*SettleResult, error) {
 	}
 	res := &SettleResult{}
 	for _, p := range sortedKeys(c.Offsets) {
-		n, err := t.Parts[p].Settle(c.Group, c.Offsets[p])
+		// Offsets the log has not reached cannot have been delivered.
+		// Filter them here, against the log's position, not in the
+		// partition, whose watermark is ahead during a replay.
+		part := t.Parts[p]
+		offs := slices.DeleteFunc(slices.Clone(c.Offsets[p]), func(o uint64) bool { return o >= part.Next() })
+		n, err := part.Settle(c.Group, offs)
 		if err != nil {
 			return nil, storage(err)
 		}
@@ -656,6 +671,10 @@ func (f *FSM) applyDeadLetter(index uint64, c *DeadLetter) (*PublishResult, erro
 		f.mu.Unlock()
 		return nil, fmt.Errorf("%w: partition %d of %q", ErrPartitionRange, c.Partition, c.Topic)
 	}
+	if n := messageSize(&c.Message); n > f.opts.MaxMessageBytes {
+		f.mu.Unlock()
+		return nil, fmt.Errorf("%w: dead letter of %d bytes, the limit is %d", ErrMessageTooLarge, n, f.opts.MaxMessageBytes)
+	}
 	dlqName := DeadLetterTopic(c.Topic, c.Group, t.Groups[c.Group])
 	if _, ok := f.topics[dlqName]; !ok {
 		dlq, err := f.openTopic(dlqName, TopicConfig{Partitions: 1}, index)
@@ -676,12 +695,14 @@ func (f *FSM) applyDeadLetter(index uint64, c *DeadLetter) (*PublishResult, erro
 		journal.Header{Key: HeaderDLQDeliveries, Value: []byte(strconv.FormatUint(uint64(c.Deliveries), 10))},
 	)
 	m.ID = "" // the copy is a new message; its id must not collide with the original's
-	res, err := f.applyPublish(index, &Publish{Topic: dlqName, Timestamp: c.Timestamp, Messages: []journal.Message{m}})
+	res, err := f.publish(index, &Publish{Topic: dlqName, Timestamp: c.Timestamp, Messages: []journal.Message{m}}, f.opts.MaxMessageBytes+dlqHeadroom)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := t.Parts[c.Partition].Settle(c.Group, []uint64{c.Offset}); err != nil {
-		return nil, storage(err)
+	if p := t.Parts[c.Partition]; c.Offset < p.Next() {
+		if _, err := p.Settle(c.Group, []uint64{c.Offset}); err != nil {
+			return nil, storage(err)
+		}
 	}
 	return res, nil
 }

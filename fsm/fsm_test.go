@@ -296,3 +296,142 @@ func TestStorageErrorStopsTheMachine(t *testing.T) {
 		t.Fatal("a command after the failure was applied")
 	}
 }
+
+// TestLoadLocalAfterDelete: a node snapshots, then deletes a topic (and in
+// one case creates it again), then crashes before the next snapshot. On
+// restart the journal of the snapshot's topic is gone or belongs to the
+// new incarnation: the restart must succeed and the replay end in the
+// state before the crash.
+func TestLoadLocalAfterDelete(t *testing.T) {
+	for _, recreate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("recreate=%v", recreate), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "topics")
+			m := newMachine(t, dir)
+			m.ok(&fsm.CreateTopic{Name: "t", Config: fsm.TopicConfig{Partitions: 1}})
+			m.ok(&fsm.Publish{Topic: "t", Messages: msgs("a", 5, false)})
+			store, err := snapstore.New(filepath.Join(t.TempDir(), "snaps"), 2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, err := m.f.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink, _ := store.Create(raft.SnapshotVersionMax, m.index, 1, raft.Configuration{}, 1, nil)
+			if err := snap.Persist(sink); err != nil {
+				t.Fatal(err)
+			}
+			snap.Release()
+			after := []any{&fsm.DeleteTopic{Name: "t"}}
+			if recreate {
+				after = append(after, &fsm.CreateTopic{Name: "t", Config: fsm.TopicConfig{Partitions: 1}},
+					&fsm.Publish{Topic: "t", Messages: msgs("b", 2, false)})
+			}
+			for _, c := range after {
+				m.ok(c)
+			}
+			want := observe(t, m.f)
+			snapIndex := m.index - uint64(len(after))
+			m.f.Close() // the crash: no snapshot after the delete
+
+			again := newMachine(t, dir)
+			metas, _ := store.List()
+			_, rc, err := store.Open(metas[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := snapstore.AsReader(rc)
+			if err := again.f.LoadLocal(r); err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+			rc.Close()
+			again.index = snapIndex
+			for _, c := range after {
+				again.ok(c)
+			}
+			if got := observe(t, again.f); !reflect.DeepEqual(got, want) {
+				t.Fatalf("after replay\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestLoadLocalRefusesLostData: a journal of the snapshot's own topic that
+// holds less than the snapshot is lost data, and the restart refuses.
+func TestLoadLocalRefusesLostData(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "topics")
+	m := newMachine(t, dir)
+	m.ok(&fsm.CreateTopic{Name: "t", Config: fsm.TopicConfig{Partitions: 1}})
+	m.ok(&fsm.Publish{Topic: "t", Messages: msgs("a", 5, false)})
+	store, _ := snapstore.New(filepath.Join(t.TempDir(), "snaps"), 2, nil)
+	snap, _ := m.f.Snapshot()
+	sink, _ := store.Create(raft.SnapshotVersionMax, m.index, 1, raft.Configuration{}, 1, nil)
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	m.f.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, "t", "0", "*.seg"))
+	for _, s := range segs { // a new, empty file: the snapshot keeps its link to the old one
+		os.Remove(s)
+		os.WriteFile(s, nil, 0o644)
+	}
+	again := newMachine(t, dir)
+	metas, _ := store.List()
+	_, rc, err := store.Open(metas[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	r, _ := snapstore.AsReader(rc)
+	if err := again.f.LoadLocal(r); err == nil {
+		t.Fatal("restart over a journal that lost data succeeded")
+	}
+}
+
+// TestSettleIgnoresOffsetsBeyondTheLog: a settle of an offset the log has
+// not reached is ignored the same way at the first apply and in a replay
+// over a journal that already holds more.
+func TestSettleIgnoresOffsetsBeyondTheLog(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "topics")
+	history := []any{
+		&fsm.CreateTopic{Name: "t", Config: fsm.TopicConfig{Partitions: 1}},
+		&fsm.CreateGroup{Topic: "t", Group: "g", Config: fsm.GroupConfig{AckWait: time.Second}, Start: []uint64{0}},
+		&fsm.Publish{Topic: "t", Messages: msgs("a", 3, false)},
+		&fsm.Settle{Topic: "t", Group: "g", Offsets: map[int][]uint64{0: {0, 3}}}, // 3 is not in the log yet
+		&fsm.Publish{Topic: "t", Messages: msgs("b", 3, false)},
+	}
+	first := newMachine(t, dir)
+	for _, c := range history {
+		first.ok(c)
+	}
+	want := observe(t, first.f)
+	first.f.Close()
+	again := newMachine(t, dir)
+	for _, c := range history {
+		again.ok(c)
+	}
+	if got := observe(t, again.f); !reflect.DeepEqual(got, want) {
+		t.Fatalf("replay differs\n got %+v\nwant %+v", got.Groups, want.Groups)
+	}
+	if g := want.Groups["t"]; len(g) != 1 || g[0] != "0/g floor 1 settled []" {
+		t.Fatalf("group state %v", g)
+	}
+}
+
+func TestDeadLetterAtTheSizeLimit(t *testing.T) {
+	m := newMachine(t, filepath.Join(t.TempDir(), "topics"))
+	m.ok(&fsm.CreateTopic{Name: "t", Config: fsm.TopicConfig{Partitions: 1}})
+	big := journal.Message{Payload: make([]byte, fsm.DefaultMaxMessageBytes)}
+	m.ok(&fsm.Publish{Topic: "t", Messages: []journal.Message{big}})
+	m.ok(&fsm.CreateGroup{Topic: "t", Group: "g", Config: fsm.GroupConfig{AckWait: time.Second, MaxDeliver: 1}, Start: []uint64{0}})
+	m.ok(&fsm.DeadLetter{Topic: "t", Group: "g", Offset: 0, Deliveries: 1, Reason: "poison", Message: big})
+	p, _ := m.f.Partition("t", 0)
+	if floor, _, _ := p.GroupState("g"); floor != 1 {
+		t.Fatalf("floor %d after dead-lettering", floor)
+	}
+	ti, err := m.f.Topic("t.g.dlq")
+	if err != nil || ti.Partitions[0].Next != 1 {
+		t.Fatalf("dead-letter topic: %+v %v", ti, err)
+	}
+}

@@ -195,9 +195,21 @@ func (f *FSM) LoadLocal(r *snapstore.Reader) error {
 	if m.Version != manifestVersion {
 		return fmt.Errorf("fsm: snapshot manifest version %d, want %d", m.Version, manifestVersion)
 	}
+	// A topic whose directory is gone, or holds a later incarnation of the
+	// name, was deleted after the snapshot: the replay deletes it again.
+	// Only a directory of the snapshot's own incarnation must hold
+	// everything the snapshot says it held.
+	same := map[string]bool{}
+	for _, tm := range m.Topics {
+		created, ok, err := readIncarnation(f.topicDir(tm.Name))
+		if err != nil {
+			return err
+		}
+		same[tm.Name] = ok && created == tm.Created
+	}
 	return f.load(&m, func(tm *topicManifest, i int, p *partition.Partition) error {
 		pm := tm.Partitions[i]
-		if got := p.Journal().LastRaftIndex(); got < pm.LastIndex {
+		if got := p.Journal().LastRaftIndex(); same[tm.Name] && got < pm.LastIndex {
 			return fmt.Errorf("fsm: journal %s holds Raft index %d, behind the snapshot's %d", p.Journal().Dir(), got, pm.LastIndex)
 		}
 		return nil
