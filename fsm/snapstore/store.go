@@ -164,7 +164,9 @@ func (s *Store) List() ([]*raft.SnapshotMeta, error) {
 }
 
 // snapshots reads the metadata of every completed snapshot, newest first.
-// Directories that cannot be read are logged and skipped.
+// A completed snapshot whose metadata cannot be read is corruption: it is
+// reported, not skipped, because starting from an older snapshot would
+// silently lose the log entries compacted behind the newer one.
 func (s *Store) snapshots() ([]*meta, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -177,8 +179,7 @@ func (s *Store) snapshots() ([]*meta, error) {
 		}
 		m, err := s.readMeta(e.Name())
 		if err != nil {
-			s.logger.Warn("skipping unreadable snapshot", "id", e.Name(), "error", err)
-			continue
+			return nil, fmt.Errorf("snapstore: snapshot %s: %w", e.Name(), err)
 		}
 		metas = append(metas, m)
 	}
@@ -284,7 +285,15 @@ func (s *Store) reapLocked() error {
 			continue
 		}
 		s.logger.Info("deleting old snapshot", "id", m.ID)
-		if err := os.RemoveAll(filepath.Join(s.dir, m.ID)); err != nil {
+		// Rename it to an incomplete name first, so that a crash in the
+		// middle never leaves a half-deleted snapshot that looks complete
+		// (New removes incomplete ones).
+		dead := filepath.Join(s.dir, m.ID+".deleting"+tmpSuffix)
+		if err := os.Rename(filepath.Join(s.dir, m.ID), dead); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.RemoveAll(dead); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -570,3 +570,18 @@ func TestBadArguments(t *testing.T) {
 		t.Error("Create of version 2 succeeded")
 	}
 }
+
+// TestListRefusesUnreadableSnapshot: a completed snapshot whose metadata
+// is damaged makes List fail, rather than fall back to an older snapshot
+// whose log behind it may be compacted.
+func TestListRefusesUnreadableSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir, 2)
+	entries := []entry{{"a", randomBytes(1, 100)}}
+	localSnapshot(t, s, t.TempDir(), 1, 1, []byte("old"), entries)
+	id := localSnapshot(t, s, t.TempDir(), 2, 1, []byte("new"), entries)
+	writeFile(t, filepath.Join(dir, id, "meta.json"), []byte("{"))
+	if _, err := s.List(); !errors.Is(err, snapstore.ErrCorrupt) {
+		t.Fatalf("List = %v, want ErrCorrupt", err)
+	}
+}
