@@ -105,6 +105,11 @@ type ChannelOptions[T any] struct {
 	// Prefetch is how many messages the receiver fetches at once
 	// (default 256).
 	Prefetch int
+	// MaxUnsynced caps the sends of a FlushOnly or SyncEvery channel that
+	// are queued and not yet committed (default DefaultMaxUnsynced): Send
+	// blocks at the cap (TrySend fails with ErrFull), so a fast sender
+	// cannot outrun the disk without bound.
+	MaxUnsynced int
 }
 
 // chanState is what the senders and the receiver of one channel share.
@@ -136,6 +141,9 @@ func (s *chanState[T]) notifyLocked() {
 	s.changed = make(chan struct{})
 }
 
+// DefaultMaxUnsynced is the default of ChannelOptions.MaxUnsynced.
+const DefaultMaxUnsynced = 1 << 18
+
 // Unbounded opens the channel name on b (a topic of one partition, created
 // if needed) and returns its first Sender and its Receiver.
 func Unbounded[T any](b Broker, name string, opts ChannelOptions[T]) (*Sender[T], *Receiver[T], error) {
@@ -160,6 +168,9 @@ func openChannel[T any](b Broker, name string, bound int, opts ChannelOptions[T]
 	}
 	if opts.Prefetch <= 0 {
 		opts.Prefetch = 256
+	}
+	if opts.MaxUnsynced <= 0 {
+		opts.MaxUnsynced = DefaultMaxUnsynced
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -244,7 +255,9 @@ func (tx *Sender[T]) send(ctx context.Context, v T, block bool) error {
 			s.mu.Unlock()
 			return fmt.Errorf("walmq: an earlier send failed: %w", err)
 		}
-		if s.bound == 0 || s.inFlight < s.bound {
+		// Room under the bound, and under the cap on sends queued but not
+		// yet committed (the weaker modes' back-pressure).
+		if (s.bound == 0 || s.inFlight < s.bound) && s.unsynced < s.opts.MaxUnsynced {
 			break
 		}
 		if !block {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +77,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 	}
 	c := &Client{opts: opts, conn: conn, api: pb.NewWalmqClient(conn), queues: map[queueKey]*pubQueue{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if _, err := c.api.Status(ctx, &pb.StatusRequest{}, grpc.WaitForReady(true)); err != nil {
+	if _, err := c.api.Status(ctx, &pb.StatusRequest{}); err != nil {
 		conn.Close()
 		c.cancel()
 		return nil, fmt.Errorf("walmq: dial %s: %w", addr, transport.FromStatus(err))
@@ -138,7 +139,10 @@ func (c *Client) Status(ctx context.Context) (NodeStatus, error) {
 	return st, nil
 }
 
-func topicConfigPB(cfg TopicConfig) *pb.TopicConfig {
+func topicConfigPB(cfg TopicConfig) (*pb.TopicConfig, error) {
+	if cfg.Partitions < 0 || cfg.Partitions > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: partitions %d", ErrInvalidConfig, cfg.Partitions)
+	}
 	out := &pb.TopicConfig{Partitions: int32(cfg.Partitions), MaxBytes: cfg.MaxBytes}
 	if cfg.MaxAge != 0 {
 		out.MaxAge = durationpb.New(cfg.MaxAge)
@@ -146,18 +150,26 @@ func topicConfigPB(cfg TopicConfig) *pb.TopicConfig {
 	if cfg.DedupWindow != 0 {
 		out.DedupWindow = durationpb.New(max(cfg.DedupWindow, 0))
 	}
-	return out
+	return out, nil
 }
 
 // CreateTopic implements Broker.
 func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) error {
-	_, err := c.api.CreateTopic(ctx, &pb.CreateTopicRequest{Name: name, Config: topicConfigPB(cfg)})
+	pc, err := topicConfigPB(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = c.api.CreateTopic(ctx, &pb.CreateTopicRequest{Name: name, Config: pc})
 	return wrap(err)
 }
 
 // UpdateTopic implements Broker.
 func (c *Client) UpdateTopic(ctx context.Context, name string, cfg TopicConfig) error {
-	_, err := c.api.UpdateTopic(ctx, &pb.UpdateTopicRequest{Name: name, Config: topicConfigPB(cfg)})
+	pc, err := topicConfigPB(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = c.api.UpdateTopic(ctx, &pb.UpdateTopicRequest{Name: name, Config: pc})
 	return wrap(err)
 }
 
@@ -459,11 +471,22 @@ func (c *Client) flush(k queueKey, q *pubQueue) {
 			c.mu.Unlock()
 			return
 		}
-		// Take whole PublishAsync calls, up to MaxBatch messages (at least
-		// one call).
-		n, calls := 0, 0
-		for calls < len(q.dones) && (calls == 0 || n+q.dones[calls].n <= c.opts.MaxBatch) {
-			n += q.dones[calls].n
+		// Take whole PublishAsync calls, up to MaxBatch messages and half
+		// the request limit in bytes (at least one call).
+		n, calls, bytes := 0, 0, 0
+		for calls < len(q.dones) {
+			k := q.dones[calls].n
+			sz := 0
+			for _, m := range q.msgs[n : n+k] {
+				sz += len(m.Key) + len(m.Payload) + len(m.ID) + 16
+				for _, h := range m.Headers {
+					sz += len(h.Key) + len(h.Value) + 8
+				}
+			}
+			if calls > 0 && (n+k > c.opts.MaxBatch || bytes+sz > c.opts.MaxRequestBytes/2) {
+				break
+			}
+			n, bytes = n+k, bytes+sz
 			calls++
 		}
 		msgs := q.msgs[:n:n]

@@ -178,6 +178,10 @@ func (b *batcher) run() {
 	defer n.wg.Done()
 	slots := make(chan struct{}, n.cfg.PipelineDepth)
 	var pending []*pubReq
+	// Each entry's answer waits for the previous entry's, so a
+	// partition's publishes are answered in the order they are stored.
+	prev := make(chan struct{})
+	close(prev)
 	fail := func(err error) {
 		for _, r := range pending {
 			r.done(pubResp{err: err})
@@ -213,16 +217,19 @@ func (b *batcher) run() {
 		// Submit in order here; only the wait runs concurrently, so the
 		// entries of one partition reach the log in the order queued.
 		f, err := b.submit(batch)
-		if err != nil {
-			answer(batch, nil, err)
-			<-slots
-			continue
-		}
+		after, mine := prev, make(chan struct{})
+		prev = mine
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			defer func() { <-slots }()
-			b.await(batch, f)
+			defer close(mine)
+			if err != nil {
+				<-after
+				answer(batch, nil, err)
+				return
+			}
+			b.await(batch, f, after)
 		}()
 	}
 }
@@ -298,9 +305,12 @@ func (b *batcher) submit(batch []*pubReq) (raft.ApplyFuture, error) {
 	return n.raft.Apply(data, 0), nil
 }
 
-// await waits for an entry and answers its requests.
-func (b *batcher) await(batch []*pubReq, f raft.ApplyFuture) {
-	if err := f.Error(); err != nil {
+// await waits for an entry, then for the previous entry's answer
+// (after), and answers its requests.
+func (b *batcher) await(batch []*pubReq, f raft.ApplyFuture, after <-chan struct{}) {
+	err := f.Error()
+	<-after
+	if err != nil {
 		answer(batch, nil, raftError(err))
 		return
 	}

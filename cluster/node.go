@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/walmq/walmq/fsm"
 	"github.com/walmq/walmq/fsm/snapstore"
@@ -30,6 +31,8 @@ var (
 	// ErrTimeout: the write was submitted but its outcome is unknown: it may
 	// or may not have been committed. Retry with the same message ids.
 	ErrTimeout = errors.New("walmq: write outcome unknown (timed out)")
+	// ErrDirInUse: another process has the data directory open.
+	ErrDirInUse = errors.New("walmq: data directory in use by another process")
 )
 
 // Config configures a node. The zero value of every field but Dir gives a
@@ -182,7 +185,11 @@ func (n *Node) open(ctx context.Context) error {
 		}
 	}
 	var err error
-	n.bolt, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft", "raft.db")})
+	n.bolt, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft", "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: time.Second}})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%w: %s", ErrDirInUse, cfg.Dir)
+	}
 	if err != nil {
 		return fmt.Errorf("cluster: open raft log: %w", err)
 	}
