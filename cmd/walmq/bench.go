@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/walmq/walmq"
+)
+
+const benchHelp = `Creates the topic if it is missing (if it exists, it is used as it is),
+then publishes --n messages of --size bytes from --producers concurrent
+producers, each with its own connection and --window publishes in flight
+(producer i publishes to partition i mod partitions). Each publish's
+latency is measured from the call to its ack. Then one new consumer group
+(bench-<unix nanos>, created before publishing at the latest offset, so
+it sees exactly this run's messages) fetches 1,000 at a time and acks
+everything (a batch while the next is fetched), until --n messages are
+consumed or 30 s pass with nothing new; the group is deleted at the end.
+
+--json prints one line with the same fields, and the same definitions,
+as the NATS JetStream bench it is compared with:
+  publish_msgs_per_s  published / time from the first publish to the last ack
+  publish_p50_ms      median publish latency (ms, microsecond resolution)
+  publish_p99_ms      99th percentile: sorted latencies at index int(0.99*(len-1))
+  consume_msgs_per_s  consumed / time from the first fetch to the last ack
+  published           messages published (acked or failed)
+  consumed            messages consumed
+  failed              publishes that failed
+`
+
+type benchOptions struct {
+	topic      string
+	partitions int
+	size       int
+	n          int
+	producers  int
+	window     int
+	json       bool
+}
+
+// benchResult is the line bench --json prints.
+type benchResult struct {
+	PublishMsgsPerS float64 `json:"publish_msgs_per_s"`
+	PublishP50Ms    float64 `json:"publish_p50_ms"`
+	PublishP99Ms    float64 `json:"publish_p99_ms"`
+	ConsumeMsgsPerS float64 `json:"consume_msgs_per_s"`
+	Published       int     `json:"published"`
+	Consumed        int     `json:"consumed"`
+	Failed          int64   `json:"failed"`
+}
+
+// idleLimit ends the consume phase when nothing new came for this long.
+const idleLimit = 30 * time.Second
+
+func bench(fs *flag.FlagSet) func(context.Context, *app, []string) error {
+	var o benchOptions
+	fs.StringVar(&o.topic, "topic", "bench", "topic (created if missing)")
+	fs.IntVar(&o.partitions, "partitions", 1, "partitions of the topic when it is created")
+	fs.IntVar(&o.size, "size", 128, "message size in bytes")
+	fs.IntVar(&o.n, "n", 200000, "messages to publish")
+	fs.IntVar(&o.producers, "producers", 16, "concurrent producers, one connection each")
+	fs.IntVar(&o.window, "window", 64, "publishes in flight per producer")
+	fs.BoolVar(&o.json, "json", false, "print one line of JSON")
+	return func(ctx context.Context, a *app, _ []string) error {
+		switch {
+		case o.partitions < 1:
+			return usagef("--partitions must be at least 1")
+		case o.size < 0 || o.size > 1<<20:
+			return usagef("--size must be 0 to 1048576")
+		case o.n < 1:
+			return usagef("--n must be at least 1")
+		case o.producers < 1:
+			return usagef("--producers must be at least 1")
+		case o.window < 1:
+			return usagef("--window must be at least 1")
+		}
+		return a.withClient(ctx, func(c *walmq.Client) error { return runBench(ctx, a, c, o) })
+	}
+}
+
+func runBench(ctx context.Context, a *app, admin *walmq.Client, o benchOptions) error {
+	var ti walmq.TopicInfo
+	err := a.call(ctx, func(ctx context.Context) error {
+		err := admin.CreateTopic(ctx, o.topic, walmq.TopicConfig{Partitions: o.partitions})
+		if err != nil && !errors.Is(err, walmq.ErrTopicExists) {
+			return err
+		}
+		ti, err = admin.DescribeTopic(ctx, o.topic)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	parts := len(ti.Partitions)
+	if parts != o.partitions && !o.json {
+		fmt.Fprintf(a.stderr, "topic %s exists with %d partitions: using them\n", o.topic, parts)
+	}
+	group := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	err = a.call(ctx, func(ctx context.Context) error {
+		return admin.CreateGroup(ctx, o.topic, group, walmq.GroupConfig{StartAt: walmq.StartLatest})
+	})
+	if err != nil {
+		return err
+	}
+	defer a.call(context.WithoutCancel(ctx), func(ctx context.Context) error { return admin.DeleteGroup(ctx, o.topic, group) })
+
+	prog := newProgress(a.stderr, o.n)
+	defer prog.stop()
+	res, err := benchPublish(ctx, a, o, parts, prog)
+	if err != nil {
+		return err
+	}
+	// Publishes that failed may or may not be stored: drain what is sure.
+	consumed, conDur, err := benchConsume(ctx, admin, o.topic, group, o.n-int(res.Failed), prog)
+	if err != nil {
+		return err
+	}
+	prog.stop()
+	res.Consumed = consumed
+	res.ConsumeMsgsPerS = float64(consumed) / conDur.Seconds()
+
+	if o.json {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(a.stdout, "%s\n", b)
+		return err
+	}
+	fmt.Fprintf(a.stdout, "published %d messages of %d bytes (%d producers x %d in flight, %s): %.0f msg/s, %.1f MB/s\n",
+		res.Published, o.size, o.producers, o.window, plural(parts, "partition"), res.PublishMsgsPerS, res.PublishMsgsPerS*float64(o.size)/1e6)
+	fmt.Fprintf(a.stdout, "publish latency: p50 %.3f ms, p99 %.3f ms; %d failed\n", res.PublishP50Ms, res.PublishP99Ms, res.Failed)
+	fmt.Fprintf(a.stdout, "consumed %d messages: %.0f msg/s\n", res.Consumed, res.ConsumeMsgsPerS)
+	return nil
+}
+
+// benchPublish runs the producers and measures them.
+func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *progress) (benchResult, error) {
+	clients := make([]*walmq.Client, o.producers)
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	// Keep each request under the client's 64 MiB limit: it batches up
+	// to MaxBatch messages whatever their size.
+	maxBatch := min(1000, max(1, (32<<20)/max(o.size, 1)))
+	for i := range clients {
+		c, err := a.dialWith(ctx, walmq.DialOptions{MaxBatch: maxBatch})
+		if err != nil {
+			return benchResult{}, err
+		}
+		clients[i] = c
+	}
+	payload := make([]byte, o.size)
+	for i := range payload {
+		payload[i] = 'a' + byte(i%26)
+	}
+	lat := make([][]time.Duration, o.producers)
+	var failed atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for p := range o.producers {
+		count := o.n / o.producers
+		if p < o.n%o.producers {
+			count++
+		}
+		lat[p] = make([]time.Duration, count)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, part := clients[p], p%parts
+			sem := make(chan struct{}, o.window)
+			msgs := []walmq.Message{{Payload: payload}}
+			for k := range count {
+				sem <- struct{}{}
+				t0 := time.Now()
+				err := c.PublishAsync(ctx, o.topic, part, msgs, func(_ []walmq.PublishAck, err error) {
+					lat[p][k] = time.Since(t0)
+					if err != nil {
+						failed.Add(1)
+						errOnce.Do(func() { firstErr = err })
+					}
+					prog.add(1)
+					<-sem
+				})
+				if err != nil {
+					lat[p][k] = time.Since(t0)
+					failed.Add(1)
+					errOnce.Do(func() { firstErr = err })
+					<-sem
+				}
+			}
+			for range o.window {
+				sem <- struct{}{}
+			}
+		}()
+	}
+	wg.Wait()
+	pubDur := time.Since(start)
+
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	pct := func(q float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[int(q*float64(len(all)-1))].Microseconds()) / 1000
+	}
+	res := benchResult{
+		Published:       o.n,
+		Failed:          failed.Load(),
+		PublishMsgsPerS: float64(o.n) / pubDur.Seconds(),
+		PublishP50Ms:    pct(0.50),
+		PublishP99Ms:    pct(0.99),
+	}
+	if res.Failed > 0 && !o.json {
+		fmt.Fprintf(a.stderr, "%d publishes failed; the first error: %v\n", res.Failed, firstErr)
+	}
+	return res, nil
+}
+
+// benchConsume drains the group until it got want messages or nothing
+// came for idleLimit, and returns how many it got and how long that took
+// (up to the last ack). Each batch is acked while the next is fetched.
+func benchConsume(ctx context.Context, c *walmq.Client, topic, group string, want int, prog *progress) (int, time.Duration, error) {
+	prog.phase("consumed")
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	toAck := make(chan []walmq.Ref, 4)
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		for refs := range toAck {
+			if err := c.Ack(ctx, refs...); err != nil {
+				cancel(err)
+			}
+		}
+	}()
+	got := 0
+	start := time.Now()
+	last := start
+	var err error
+	for got < want && time.Since(last) < idleLimit {
+		var ds []walmq.Delivery
+		if ds, err = c.Fetch(ctx, group, topic, fetchBatch, time.Second); err != nil {
+			break
+		}
+		if len(ds) == 0 {
+			continue
+		}
+		refs := make([]walmq.Ref, len(ds))
+		for i, d := range ds {
+			refs[i] = d.Ref
+		}
+		toAck <- refs
+		got += len(ds)
+		prog.add(len(ds))
+		last = time.Now()
+	}
+	close(toAck)
+	<-acked
+	end := time.Now()
+	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(cerr, context.Canceled) {
+		err = cerr // an ack failed, or ctx ended
+	}
+	if err != nil {
+		return got, 0, err
+	}
+	if got == 0 {
+		end = start
+	}
+	return got, end.Sub(start), nil
+}
+
+// progress shows a line on a terminal, updated a few times a second.
+type progress struct {
+	w     io.Writer // nil: not a terminal
+	total int
+	done  atomic.Int64
+	mu    sync.Mutex
+	name  string
+	since time.Time
+	quit  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	p := &progress{total: total, name: "published", since: time.Now(), quit: make(chan struct{})}
+	if !isTerminal(w) {
+		return p
+	}
+	p.w = w
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.quit:
+				fmt.Fprint(p.w, "\r\033[K")
+				return
+			case <-t.C:
+				p.mu.Lock()
+				name, since := p.name, p.since
+				p.mu.Unlock()
+				n := p.done.Load()
+				fmt.Fprintf(p.w, "\r\033[K%s %d/%d (%.0f msg/s)", name, n, p.total, float64(n)/time.Since(since).Seconds())
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(n int) { p.done.Add(int64(n)) }
+
+func (p *progress) phase(name string) {
+	p.mu.Lock()
+	p.name, p.since = name, time.Now()
+	p.done.Store(0)
+	p.mu.Unlock()
+}
+
+func (p *progress) stop() {
+	p.once.Do(func() {
+		close(p.quit)
+		p.wg.Wait()
+	})
+}
