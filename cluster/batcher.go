@@ -35,6 +35,11 @@ type batcher struct {
 	n   *Node
 	key partKey
 	in  chan *pubReq
+
+	// Senders hold mu shared while they queue; the batcher takes it
+	// exclusively to stop, so nothing is queued after its last drain.
+	mu      sync.RWMutex
+	stopped bool
 }
 
 // Publish appends msgs to a partition of a topic and returns their
@@ -94,6 +99,11 @@ func (n *Node) PublishAsync(ctx context.Context, topic string, part int, msgs []
 	b, err := n.batcher(partKey{topic, part})
 	if err != nil {
 		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.stopped {
+		return ErrClosed
 	}
 	for i, r := range reqs {
 		select {
@@ -183,6 +193,9 @@ func (b *batcher) run() {
 	prev := make(chan struct{})
 	close(prev)
 	fail := func(err error) {
+		b.mu.Lock()
+		b.stopped = true
+		b.mu.Unlock()
 		for _, r := range pending {
 			r.done(pubResp{err: err})
 		}

@@ -216,11 +216,12 @@ func (n *Node) open(ctx context.Context) error {
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = cfg.Logger.Named("raft")
 	rc.NoSnapshotRestoreOnStart = true
-	// Not BatchApplyCh: a future left in raft's buffered apply channel at
-	// shutdown is never answered (hashicorp/raft#498), and Close would
-	// wait for it forever. The leader loop still commits every entry
-	// queued while it wrote the last ones as one group.
-	rc.BatchApplyCh = false
+	// A buffered apply channel lets the batchers queue entries while the
+	// leader loop writes the previous ones, which it then commits as one
+	// group. A future still in that buffer at shutdown is never answered
+	// (hashicorp/raft#498): shutdown therefore stops the batchers and
+	// waits for their entries before it shuts Raft down.
+	rc.BatchApplyCh = true
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	// Check often: the replay after a crash is bounded by what the last
 	// snapshot left behind, and a snapshot costs a link per segment.
@@ -446,6 +447,11 @@ func (n *Node) Close() error {
 func (n *Node) shutdown() error {
 	n.bgCancel()
 	n.bg.Wait() // the acker commits what is pending before it returns
+	// Stop taking publishes and let the entries in flight finish while
+	// Raft still runs: a future still in raft's apply queue when it shuts
+	// down is never answered (hashicorp/raft#498).
+	n.cancel()
+	n.wg.Wait()
 	var err error
 	if n.raft != nil && n.fsm.Err() == nil {
 		// A snapshot now makes the next start replay nothing. It costs a
@@ -454,11 +460,9 @@ func (n *Node) shutdown() error {
 			n.log.Warn("snapshot at shutdown failed", "error", serr)
 		}
 	}
-	n.cancel()
 	if n.raft != nil {
 		err = n.raft.Shutdown().Error()
 	}
-	n.wg.Wait()
 	if n.fsm != nil {
 		if cerr := n.fsm.Close(); err == nil {
 			err = cerr

@@ -3,6 +3,8 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,6 +157,54 @@ func BenchmarkRaftApplyOne(b *testing.B) {
 	for b.Loop() {
 		if err := n.Raft().Apply(data, 0).Error(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestCloseWithPublishesInFlight: Close while publishers keep queueing
+// returns, and every publish is answered exactly once (committed, or an
+// error). A future left in raft's apply queue at shutdown used to hang
+// Close forever (hashicorp/raft#498).
+func TestCloseWithPublishesInFlight(t *testing.T) {
+	for round := 0; round < 10; round++ {
+		n := openNode(t, t.TempDir())
+		ctx := context.Background()
+		n.Apply(ctx, &fsm.CreateTopic{Name: "t", Config: fsm.TopicConfig{Partitions: 2}})
+		var queued, answered atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					err := n.PublishAsync(ctx, "t", g%2, []journal.Message{{Payload: []byte("x")}}, func(*fsm.PublishResult, error) {
+						answered.Add(1)
+					})
+					if err != nil {
+						return
+					}
+					queued.Add(1)
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		closed := make(chan error, 1)
+		go func() { closed <- n.Close() }()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: Close hung with publishes in flight", round)
+		}
+		close(stop)
+		wg.Wait()
+		if q, a := queued.Load(), answered.Load(); q != a {
+			t.Fatalf("round %d: %d publishes queued, %d answered", round, q, a)
 		}
 	}
 }
