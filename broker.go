@@ -2,7 +2,6 @@ package walmq
 
 import (
 	"context"
-	"hash/fnv"
 	"time"
 
 	"github.com/walmq/walmq/cluster"
@@ -266,8 +265,4 @@ type Delivery struct {
 // PartitionForKey is the partition a key goes to among n: FNV-1a (32 bit)
 // of the key, modulo n. It never changes, so a key's messages stay in
 // order in one partition.
-func PartitionForKey(key []byte, n int) int {
-	h := fnv.New32a()
-	h.Write(key)
-	return int(h.Sum32() % uint32(n))
-}
+func PartitionForKey(key []byte, n int) int { return cluster.PartitionForKey(key, n) }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,7 +57,6 @@ type Embedded struct {
 	log  hclog.Logger
 	node *cluster.Node
 
-	rr    atomic.Uint64 // round-robin partition for messages without a key
 	close sync.Once
 	err   error
 }
@@ -175,20 +173,11 @@ func (e *Embedded) Publish(ctx context.Context, topic string, msgs ...Message) (
 		return nil, err
 	}
 	// Group the messages by partition, keeping each one's position.
-	byPart := map[int][]int{}
-	keyless := -1
-	for i, m := range msgs {
-		var p int
-		if m.Key != nil {
-			p = PartitionForKey(m.Key, n)
-		} else {
-			if keyless < 0 {
-				keyless = int(e.rr.Add(1) % uint64(n))
-			}
-			p = keyless
-		}
-		byPart[p] = append(byPart[p], i)
+	keys := make([][]byte, len(msgs))
+	for i := range msgs {
+		keys[i] = msgs[i].Key
 	}
+	byPart, _ := e.node.Route(keys, n)
 	acks := make([]PublishAck, len(msgs))
 	if len(byPart) == 1 {
 		for p := range byPart {

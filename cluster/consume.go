@@ -345,3 +345,40 @@ func (n *Node) EnforceRetention(ctx context.Context) error {
 	}
 	return nil
 }
+
+// PartitionForKey is the partition a key goes to among n: FNV-1a (32 bit)
+// of the key, modulo n. It never changes, so a key's messages stay in
+// order in one partition.
+func PartitionForKey(key []byte, n int) int {
+	h := uint32(2166136261)
+	for _, c := range key {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// Route groups the indexes of messages with the given keys by partition
+// among n: a message with a key goes to its key's partition, keyless ones
+// together to the next partition in turn. order lists the partitions in
+// the order first used.
+func (n *Node) Route(keys [][]byte, parts int) (byPart map[int][]int, order []int) {
+	byPart = map[int][]int{}
+	keyless := -1
+	for i, k := range keys {
+		var p int
+		if k != nil {
+			p = PartitionForKey(k, parts)
+		} else {
+			if keyless < 0 {
+				keyless = int(n.pubRR.Add(1) % uint64(parts))
+			}
+			p = keyless
+		}
+		if _, ok := byPart[p]; !ok {
+			order = append(order, p)
+		}
+		byPart[p] = append(byPart[p], i)
+	}
+	return byPart, order
+}

@@ -147,6 +147,7 @@ type Node struct {
 	bg       sync.WaitGroup
 	acks     *acker
 	rr       atomic.Uint64 // where the next Fetch starts among partitions
+	pubRR    atomic.Uint64 // the next partition for keyless messages
 
 	mu       sync.Mutex
 	batchers map[partKey]*batcher

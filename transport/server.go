@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -52,7 +51,6 @@ type Server struct {
 	lis    []net.Listener
 	tcp    net.Addr
 
-	rr       atomic.Uint64
 	serveWG  sync.WaitGroup
 	stopOnce sync.Once
 }
@@ -299,22 +297,11 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 		}
 		order = []int{p}
 	} else {
-		keyless := -1
-		for i, m := range msgs {
-			var p int
-			if m.Key != nil {
-				p = PartitionForKey(m.Key, n)
-			} else {
-				if keyless < 0 {
-					keyless = int(s.rr.Add(1) % uint64(n))
-				}
-				p = keyless
-			}
-			if _, ok := byPart[p]; !ok {
-				order = append(order, p)
-			}
-			byPart[p] = append(byPart[p], i)
+		keys := make([][]byte, len(msgs))
+		for i := range msgs {
+			keys[i] = msgs[i].Key
 		}
+		byPart, order = s.node.Route(keys, n)
 	}
 	acks := make([]*pb.PublishAck, len(msgs))
 	var mu sync.Mutex
@@ -356,17 +343,6 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 			finish(idx, nil, err)
 		}
 	}
-}
-
-// PartitionForKey is the partition a key goes to among n: FNV-1a (32
-// bit) of the key, modulo n. walmq.PartitionForKey is the same function.
-func PartitionForKey(key []byte, n int) int {
-	h := uint32(2166136261)
-	for _, c := range key {
-		h ^= uint32(c)
-		h *= 16777619
-	}
-	return int(h % uint32(n))
 }
 
 // Publish implements the API.
