@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/walmq/walmq/journal"
@@ -372,7 +374,7 @@ func decodePublish(b []byte) (*Publish, error) {
 // encodeSettle: op, topic, group, partition count, then per partition in
 // ascending order: partition, count, offsets as deltas from the previous.
 func encodeSettle(c *Settle) []byte {
-	parts := sortedKeys(c.Offsets)
+	parts := slices.Sorted(maps.Keys(c.Offsets))
 	b := make([]byte, 0, 16+len(c.Topic)+len(c.Group)+4*len(parts))
 	b = append(b, byte(OpSettle))
 	b = appendString(b, c.Topic)

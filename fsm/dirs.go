@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/walmq/walmq/journal"
 )
 
 // dlqHeadroom is what a dead-lettered message may take beyond the
@@ -38,7 +40,7 @@ func writeIncarnation(dir string, created uint64) error {
 	if err := os.Rename(tmp, p); err != nil {
 		return fmt.Errorf("fsm: %w", err)
 	}
-	return syncDir(dir)
+	return journal.OSFS{}.SyncDir(dir)
 }
 
 // readIncarnation returns the index in a topic directory's marker; ok is
@@ -70,7 +72,7 @@ func (f *FSM) trashTopicDir(name string) error {
 	if err := os.Rename(dir, trash); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := syncDir(f.opts.Dir); err != nil {
+	if err := (journal.OSFS{}).SyncDir(f.opts.Dir); err != nil {
 		return err
 	}
 	return os.RemoveAll(trash)
@@ -89,16 +91,4 @@ func removeTrash(dir string) error {
 		}
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

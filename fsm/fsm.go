@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -137,12 +138,7 @@ func (t *Topic) close() error {
 func (f *FSM) TopicNames() []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	names := make([]string, 0, len(f.topics))
-	for n := range f.topics {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(f.topics))
 }
 
 // TopicInfo is a copy of a topic's metadata.
@@ -518,13 +514,13 @@ func (f *FSM) applySettle(c *Settle) (*SettleResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range sortedKeys(c.Offsets) {
+	for _, p := range slices.Sorted(maps.Keys(c.Offsets)) {
 		if p < 0 || p >= len(t.Parts) {
 			return nil, fmt.Errorf("%w: partition %d of %q", ErrPartitionRange, p, c.Topic)
 		}
 	}
 	res := &SettleResult{}
-	for _, p := range sortedKeys(c.Offsets) {
+	for _, p := range slices.Sorted(maps.Keys(c.Offsets)) {
 		// Offsets the log has not reached cannot have been delivered.
 		// Filter them here, against the log's position, not in the
 		// partition, whose watermark is ahead during a replay.
@@ -705,15 +701,6 @@ func (f *FSM) applyDeadLetter(index uint64, c *DeadLetter) (*PublishResult, erro
 		}
 	}
 	return res, nil
-}
-
-func sortedKeys[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func sortedUnique(s []uint64) []uint64 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -86,10 +87,10 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	s := &snapshot{f: f, staging: staging, m: manifest{Version: manifestVersion, Index: f.AppliedIndex()}}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	for _, name := range sortedNames(f.topics) {
+	for _, name := range slices.Sorted(maps.Keys(f.topics)) {
 		t := f.topics[name]
 		tm := topicManifest{Name: t.Name, Config: t.Config, Created: t.Created, Dedup: t.dedup.entries()}
-		for _, g := range sortedNames(t.Groups) {
+		for _, g := range slices.Sorted(maps.Keys(t.Groups)) {
 			tm.Groups = append(tm.Groups, groupConfig{Name: g, Config: t.Groups[g]})
 		}
 		for i, p := range t.Parts {
@@ -122,15 +123,6 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		s.m.Topics = append(s.m.Topics, tm)
 	}
 	return s, nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // Persist implements raft.FSMSnapshot. It syncs the journals (only then

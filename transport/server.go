@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -225,7 +227,7 @@ func (s *Server) topicInfo(name string) (*pb.TopicInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.TopicInfo{Name: t.Name, Config: topicConfigOut(t.Config), Groups: sortedKeys(t.Groups)}
+	out := &pb.TopicInfo{Name: t.Name, Config: topicConfigOut(t.Config), Groups: slices.Sorted(maps.Keys(t.Groups))}
 	for i, p := range t.Partitions {
 		out.Partitions = append(out.Partitions, &pb.PartitionInfo{Partition: int32(i), FirstOffset: p.First,
 			NextOffset: p.Next, Bytes: p.Bytes, Segments: int32(p.Segments)})
@@ -560,7 +562,7 @@ func (s *Server) ListGroups(_ context.Context, r *pb.ListGroupsRequest) (*pb.Lis
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &pb.ListGroupsResponse{Groups: sortedKeys(t.Groups)}, nil
+	return &pb.ListGroupsResponse{Groups: slices.Sorted(maps.Keys(t.Groups))}, nil
 }
 
 // DescribeGroup implements the API.

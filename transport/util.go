@@ -2,7 +2,6 @@ package transport
 
 import (
 	"io"
-	"slices"
 	"syscall"
 
 	"google.golang.org/grpc/codes"
@@ -17,12 +16,3 @@ var ioEOF = io.EOF
 func umask(mask int) int { return syscall.Umask(mask) }
 
 func statusCode(err error) codes.Code { return status.Code(err) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
