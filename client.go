@@ -220,7 +220,7 @@ func messagesPB(msgs []Message) []*pb.Message {
 			pm.Headers = append(pm.Headers, &pb.Header{Key: h.Key, Value: h.Value})
 		}
 		if !m.Timestamp.IsZero() {
-			pm.Timestamp = timestamppb.New(m.Timestamp)
+			pm.TimestampUnixNano = m.Timestamp.UnixNano()
 		}
 		out[i] = pm
 	}
@@ -313,16 +313,17 @@ func (c *Client) ResetGroup(ctx context.Context, topic, group string, to ResetTo
 	return wrap(err)
 }
 
-func deliveriesFrom(ds []*pb.Delivery) []Delivery {
+func deliveriesFrom(r *pb.FetchResponse) []Delivery {
+	ds := r.GetDeliveries()
 	out := make([]Delivery, len(ds))
 	for i, d := range ds {
-		m, r := d.GetMessage(), d.GetRef()
+		m := d.GetMessage()
 		out[i] = Delivery{
-			Ref:        Ref{Group: r.GetGroup(), Topic: r.GetTopic(), Partition: int(r.GetPartition()), Offset: r.GetOffset()},
+			Ref:        Ref{Group: r.GetGroup(), Topic: r.GetTopic(), Partition: int(d.GetPartition()), Offset: d.GetOffset()},
 			Key:        m.GetKey(),
 			Payload:    m.GetPayload(),
 			ID:         m.GetId(),
-			Timestamp:  m.GetTimestamp().AsTime(),
+			Timestamp:  time.Unix(0, m.GetTimestampUnixNano()),
 			Deliveries: d.GetDeliveries(),
 		}
 		for _, h := range m.GetHeaders() {
@@ -351,7 +352,7 @@ func (c *Client) Fetch(ctx context.Context, group, topic string, maxMsgs int, wa
 		}
 		return nil, wrap(err)
 	}
-	return deliveriesFrom(r.GetDeliveries()), nil
+	return deliveriesFrom(r), nil
 }
 
 // fetchMargin is how long before a caller's deadline a Fetch's wait ends.
@@ -372,7 +373,7 @@ func (c *Client) Subscribe(ctx context.Context, group, topic string, max int, ha
 			}
 			return wrap(err)
 		}
-		if err := handle(deliveriesFrom(r.GetDeliveries())); err != nil {
+		if err := handle(deliveriesFrom(r)); err != nil {
 			return err
 		}
 	}

@@ -17,7 +17,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/walmq/walmq/api/walmq/v1"
 	"github.com/walmq/walmq/cluster"
@@ -265,9 +264,7 @@ func messagesIn(ms []*pb.Message) []journal.Message {
 				out[i].Headers[j] = journal.Header{Key: h.GetKey(), Value: h.GetValue()}
 			}
 		}
-		if ts := m.GetTimestamp(); ts != nil {
-			out[i].Timestamp = ts.AsTime().UnixNano()
-		}
+		out[i].Timestamp = m.GetTimestampUnixNano()
 	}
 	return out
 }
@@ -418,17 +415,13 @@ func (s *Server) PublishStream(stream pb.Walmq_PublishStreamServer) error {
 }
 
 func deliveriesOut(group, topic string, ds []cluster.Delivery) *pb.FetchResponse {
-	out := &pb.FetchResponse{Deliveries: make([]*pb.Delivery, len(ds))}
+	out := &pb.FetchResponse{Group: group, Topic: topic, Deliveries: make([]*pb.Delivery, len(ds))}
 	for i, d := range ds {
-		m := &pb.Message{Key: d.Key, Payload: d.Payload, Id: d.ID, Timestamp: timestamppb.New(time.Unix(0, d.Timestamp))}
+		m := &pb.Message{Key: d.Key, Payload: d.Payload, Id: d.ID, TimestampUnixNano: d.Timestamp}
 		for _, h := range d.Headers {
 			m.Headers = append(m.Headers, &pb.Header{Key: h.Key, Value: h.Value})
 		}
-		out.Deliveries[i] = &pb.Delivery{
-			Ref:        &pb.Ref{Group: group, Topic: topic, Partition: int32(d.Partition), Offset: d.Offset},
-			Message:    m,
-			Deliveries: d.Deliveries,
-		}
+		out.Deliveries[i] = &pb.Delivery{Partition: int32(d.Partition), Offset: d.Offset, Message: m, Deliveries: d.Deliveries}
 	}
 	return out
 }

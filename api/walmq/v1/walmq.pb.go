@@ -131,10 +131,10 @@ type Message struct {
 	Payload []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	// id makes the publish idempotent within the topic's dedup window.
 	Id string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
-	// Unset: the broker stamps the message.
-	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Unix nanoseconds; 0: the broker stamps the message.
+	TimestampUnixNano int64 `protobuf:"varint,5,opt,name=timestamp_unix_nano,json=timestampUnixNano,proto3" json:"timestamp_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -195,11 +195,11 @@ func (x *Message) GetId() string {
 	return ""
 }
 
-func (x *Message) GetTimestamp() *timestamppb.Timestamp {
+func (x *Message) GetTimestampUnixNano() int64 {
 	if x != nil {
-		return x.Timestamp
+		return x.TimestampUnixNano
 	}
-	return nil
+	return 0
 }
 
 type TopicConfig struct {
@@ -1109,11 +1109,14 @@ func (x *Ref) GetOffset() uint64 {
 	return 0
 }
 
+// Delivery is one leased message; its group and topic are the
+// FetchResponse's.
 type Delivery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ref           *Ref                   `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	Message       *Message               `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Deliveries    uint32                 `protobuf:"varint,3,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Message       *Message               `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Deliveries    uint32                 `protobuf:"varint,4,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1148,11 +1151,18 @@ func (*Delivery) Descriptor() ([]byte, []int) {
 	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *Delivery) GetRef() *Ref {
+func (x *Delivery) GetPartition() int32 {
 	if x != nil {
-		return x.Ref
+		return x.Partition
 	}
-	return nil
+	return 0
+}
+
+func (x *Delivery) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
 }
 
 func (x *Delivery) GetMessage() *Message {
@@ -1240,6 +1250,8 @@ func (x *FetchRequest) GetWait() *durationpb.Duration {
 type FetchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Topic         string                 `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1279,6 +1291,20 @@ func (x *FetchResponse) GetDeliveries() []*Delivery {
 		return x.Deliveries
 	}
 	return nil
+}
+
+func (x *FetchResponse) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *FetchResponse) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
 }
 
 type SubscribeRequest struct {
@@ -2464,13 +2490,13 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\x14walmq/v1/walmq.proto\x12\bwalmq.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xab\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xa1\x01\n" +
 	"\aMessage\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12*\n" +
 	"\aheaders\x18\x02 \x03(\v2\x10.walmq.v1.HeaderR\aheaders\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x0e\n" +
-	"\x02id\x18\x04 \x01(\tR\x02id\x128\n" +
-	"\ttimestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\"\xbc\x01\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12.\n" +
+	"\x13timestamp_unix_nano\x18\x05 \x01(\x03R\x11timestampUnixNano\"\xbc\x01\n" +
 	"\vTopicConfig\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -2531,22 +2557,25 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x04R\x06offset\"x\n" +
-	"\bDelivery\x12\x1f\n" +
-	"\x03ref\x18\x01 \x01(\v2\r.walmq.v1.RefR\x03ref\x12+\n" +
-	"\amessage\x18\x02 \x01(\v2\x11.walmq.v1.MessageR\amessage\x12\x1e\n" +
+	"\x06offset\x18\x04 \x01(\x04R\x06offset\"\x8d\x01\n" +
+	"\bDelivery\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12+\n" +
+	"\amessage\x18\x03 \x01(\v2\x11.walmq.v1.MessageR\amessage\x12\x1e\n" +
 	"\n" +
-	"deliveries\x18\x03 \x01(\rR\n" +
+	"deliveries\x18\x04 \x01(\rR\n" +
 	"deliveries\"{\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03max\x18\x03 \x01(\x05R\x03max\x12-\n" +
-	"\x04wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"C\n" +
+	"\x04wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"o\n" +
 	"\rFetchResponse\x122\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x12.walmq.v1.DeliveryR\n" +
-	"deliveries\"P\n" +
+	"deliveries\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\"P\n" +
 	"\x10SubscribeRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
@@ -2705,78 +2734,76 @@ var file_walmq_v1_walmq_proto_goTypes = []any{
 	(*StatusRequest)(nil),         // 42: walmq.v1.StatusRequest
 	(*Member)(nil),                // 43: walmq.v1.Member
 	(*StatusResponse)(nil),        // 44: walmq.v1.StatusResponse
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 46: google.protobuf.Duration
+	(*durationpb.Duration)(nil),   // 45: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
 }
 var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	1,  // 0: walmq.v1.Message.headers:type_name -> walmq.v1.Header
-	45, // 1: walmq.v1.Message.timestamp:type_name -> google.protobuf.Timestamp
-	46, // 2: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
-	46, // 3: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
-	3,  // 4: walmq.v1.TopicInfo.config:type_name -> walmq.v1.TopicConfig
-	4,  // 5: walmq.v1.TopicInfo.partitions:type_name -> walmq.v1.PartitionInfo
-	3,  // 6: walmq.v1.CreateTopicRequest.config:type_name -> walmq.v1.TopicConfig
-	3,  // 7: walmq.v1.UpdateTopicRequest.config:type_name -> walmq.v1.TopicConfig
-	5,  // 8: walmq.v1.ListTopicsResponse.topics:type_name -> walmq.v1.TopicInfo
-	5,  // 9: walmq.v1.DescribeTopicResponse.topic:type_name -> walmq.v1.TopicInfo
-	2,  // 10: walmq.v1.PublishRequest.messages:type_name -> walmq.v1.Message
-	17, // 11: walmq.v1.PublishResponse.acks:type_name -> walmq.v1.PublishAck
-	19, // 12: walmq.v1.Delivery.ref:type_name -> walmq.v1.Ref
-	2,  // 13: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
-	46, // 14: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	20, // 15: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
-	19, // 16: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
-	19, // 17: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
-	46, // 18: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
-	19, // 19: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
-	0,  // 20: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
-	46, // 21: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
-	30, // 22: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
-	30, // 23: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
-	38, // 24: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
-	45, // 25: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
-	43, // 26: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
-	6,  // 27: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
-	8,  // 28: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
-	10, // 29: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
-	12, // 30: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
-	14, // 31: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
-	16, // 32: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
-	16, // 33: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
-	21, // 34: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
-	23, // 35: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
-	24, // 36: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
-	26, // 37: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
-	28, // 38: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
-	31, // 39: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
-	33, // 40: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
-	35, // 41: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
-	37, // 42: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
-	40, // 43: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
-	42, // 44: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
-	7,  // 45: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
-	9,  // 46: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
-	11, // 47: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
-	13, // 48: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
-	15, // 49: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
-	18, // 50: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
-	18, // 51: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
-	22, // 52: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
-	22, // 53: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
-	25, // 54: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
-	27, // 55: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
-	29, // 56: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
-	32, // 57: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
-	34, // 58: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
-	36, // 59: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
-	39, // 60: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
-	41, // 61: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
-	44, // 62: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
-	45, // [45:63] is the sub-list for method output_type
-	27, // [27:45] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	45, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
+	45, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
+	3,  // 3: walmq.v1.TopicInfo.config:type_name -> walmq.v1.TopicConfig
+	4,  // 4: walmq.v1.TopicInfo.partitions:type_name -> walmq.v1.PartitionInfo
+	3,  // 5: walmq.v1.CreateTopicRequest.config:type_name -> walmq.v1.TopicConfig
+	3,  // 6: walmq.v1.UpdateTopicRequest.config:type_name -> walmq.v1.TopicConfig
+	5,  // 7: walmq.v1.ListTopicsResponse.topics:type_name -> walmq.v1.TopicInfo
+	5,  // 8: walmq.v1.DescribeTopicResponse.topic:type_name -> walmq.v1.TopicInfo
+	2,  // 9: walmq.v1.PublishRequest.messages:type_name -> walmq.v1.Message
+	17, // 10: walmq.v1.PublishResponse.acks:type_name -> walmq.v1.PublishAck
+	2,  // 11: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
+	45, // 12: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	20, // 13: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
+	19, // 14: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
+	19, // 15: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
+	45, // 16: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
+	19, // 17: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
+	0,  // 18: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
+	45, // 19: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
+	30, // 20: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
+	30, // 21: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
+	38, // 22: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
+	46, // 23: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
+	43, // 24: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
+	6,  // 25: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
+	8,  // 26: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
+	10, // 27: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
+	12, // 28: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
+	14, // 29: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
+	16, // 30: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
+	16, // 31: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
+	21, // 32: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
+	23, // 33: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
+	24, // 34: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
+	26, // 35: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
+	28, // 36: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
+	31, // 37: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
+	33, // 38: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
+	35, // 39: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
+	37, // 40: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
+	40, // 41: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
+	42, // 42: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
+	7,  // 43: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
+	9,  // 44: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
+	11, // 45: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
+	13, // 46: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
+	15, // 47: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
+	18, // 48: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
+	18, // 49: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
+	22, // 50: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
+	22, // 51: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
+	25, // 52: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
+	27, // 53: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
+	29, // 54: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
+	32, // 55: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
+	34, // 56: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
+	36, // 57: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
+	39, // 58: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
+	41, // 59: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
+	44, // 60: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
+	43, // [43:61] is the sub-list for method output_type
+	25, // [25:43] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_walmq_v1_walmq_proto_init() }
