@@ -387,10 +387,32 @@ func refsPB(refs []Ref) []*pb.Ref {
 	return out
 }
 
-// Ack implements Broker.
+// Ack implements Broker. Refs of one group and topic, the usual case, go
+// in the compact form: offsets listed by partition.
 func (c *Client) Ack(ctx context.Context, refs ...Ref) error {
-	_, err := c.api.Ack(ctx, &pb.AckRequest{Refs: refsPB(refs)})
+	_, err := c.api.Ack(ctx, ackRequest(refs))
 	return wrap(err)
+}
+
+func ackRequest(refs []Ref) *pb.AckRequest {
+	if len(refs) == 0 {
+		return &pb.AckRequest{}
+	}
+	req := &pb.AckRequest{Group: refs[0].Group, Topic: refs[0].Topic}
+	byPart := map[int]*pb.PartitionOffsets{}
+	for _, r := range refs {
+		if r.Group != req.Group || r.Topic != req.Topic {
+			return &pb.AckRequest{Refs: refsPB(refs)}
+		}
+		po := byPart[r.Partition]
+		if po == nil {
+			po = &pb.PartitionOffsets{Partition: int32(r.Partition)}
+			byPart[r.Partition] = po
+			req.Offsets = append(req.Offsets, po)
+		}
+		po.Offsets = append(po.Offsets, r.Offset)
+	}
+	return req
 }
 
 // Nack implements Broker.

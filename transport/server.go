@@ -491,6 +491,11 @@ func groupRefs(refs []*pb.Ref) (map[refKey][]uint64, []refKey) {
 
 // Ack implements the API.
 func (s *Server) Ack(_ context.Context, r *pb.AckRequest) (*pb.AckResponse, error) {
+	for _, po := range r.GetOffsets() {
+		if err := s.node.Ack(r.GetGroup(), r.GetTopic(), int(po.GetPartition()), po.GetOffsets()); err != nil {
+			return nil, ToStatus(err)
+		}
+	}
 	m, order := groupRefs(r.GetRefs())
 	for _, k := range order {
 		if err := s.node.Ack(k.group, k.topic, k.part, m[k]); err != nil {

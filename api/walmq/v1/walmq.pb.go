@@ -1368,9 +1368,14 @@ func (x *SubscribeRequest) GetMax() int32 {
 	return 0
 }
 
+// AckRequest settles refs, and the offsets of group on topic listed by
+// partition in offsets (the compact form of many refs of one group).
 type AckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Refs          []*Ref                 `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
+	Group         string                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	Topic         string                 `protobuf:"bytes,3,opt,name=topic,proto3" json:"topic,omitempty"`
+	Offsets       []*PartitionOffsets    `protobuf:"bytes,4,rep,name=offsets,proto3" json:"offsets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1417,79 @@ func (x *AckRequest) GetRefs() []*Ref {
 	return nil
 }
 
+func (x *AckRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *AckRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *AckRequest) GetOffsets() []*PartitionOffsets {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+type PartitionOffsets struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offsets       []uint64               `protobuf:"varint,2,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionOffsets) Reset() {
+	*x = PartitionOffsets{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionOffsets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionOffsets) ProtoMessage() {}
+
+func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionOffsets.ProtoReflect.Descriptor instead.
+func (*PartitionOffsets) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PartitionOffsets) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionOffsets) GetOffsets() []uint64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
 type AckResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1420,7 +1498,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1510,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1523,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{24}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{25}
 }
 
 type NackRequest struct {
@@ -1458,7 +1536,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1548,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1561,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{25}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NackRequest) GetRefs() []*Ref {
@@ -1508,7 +1586,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1598,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1611,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{26}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{27}
 }
 
 type TermRequest struct {
@@ -1546,7 +1624,7 @@ type TermRequest struct {
 
 func (x *TermRequest) Reset() {
 	*x = TermRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1636,7 @@ func (x *TermRequest) String() string {
 func (*TermRequest) ProtoMessage() {}
 
 func (x *TermRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1649,7 @@ func (x *TermRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermRequest.ProtoReflect.Descriptor instead.
 func (*TermRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{27}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TermRequest) GetRefs() []*Ref {
@@ -1596,7 +1674,7 @@ type TermResponse struct {
 
 func (x *TermResponse) Reset() {
 	*x = TermResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1686,7 @@ func (x *TermResponse) String() string {
 func (*TermResponse) ProtoMessage() {}
 
 func (x *TermResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1699,7 @@ func (x *TermResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermResponse.ProtoReflect.Descriptor instead.
 func (*TermResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{28}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{29}
 }
 
 type GroupConfig struct {
@@ -1637,7 +1715,7 @@ type GroupConfig struct {
 
 func (x *GroupConfig) Reset() {
 	*x = GroupConfig{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1727,7 @@ func (x *GroupConfig) String() string {
 func (*GroupConfig) ProtoMessage() {}
 
 func (x *GroupConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1740,7 @@ func (x *GroupConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConfig.ProtoReflect.Descriptor instead.
 func (*GroupConfig) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{29}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GroupConfig) GetStartAt() StartAt {
@@ -1704,7 +1782,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1794,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1807,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{30}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateGroupRequest) GetTopic() string {
@@ -1761,7 +1839,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1851,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1864,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{31}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{32}
 }
 
 type DeleteGroupRequest struct {
@@ -1799,7 +1877,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1889,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1902,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{32}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteGroupRequest) GetTopic() string {
@@ -1849,7 +1927,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +1939,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +1952,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{33}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{34}
 }
 
 type ListGroupsRequest struct {
@@ -1886,7 +1964,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1976,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1989,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{34}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListGroupsRequest) GetTopic() string {
@@ -1930,7 +2008,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2020,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2033,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{35}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListGroupsResponse) GetGroups() []string {
@@ -1975,7 +2053,7 @@ type DescribeGroupRequest struct {
 
 func (x *DescribeGroupRequest) Reset() {
 	*x = DescribeGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2065,7 @@ func (x *DescribeGroupRequest) String() string {
 func (*DescribeGroupRequest) ProtoMessage() {}
 
 func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2078,7 @@ func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
 func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{36}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DescribeGroupRequest) GetTopic() string {
@@ -2030,7 +2108,7 @@ type GroupPartition struct {
 
 func (x *GroupPartition) Reset() {
 	*x = GroupPartition{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2120,7 @@ func (x *GroupPartition) String() string {
 func (*GroupPartition) ProtoMessage() {}
 
 func (x *GroupPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2133,7 @@ func (x *GroupPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPartition.ProtoReflect.Descriptor instead.
 func (*GroupPartition) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{37}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GroupPartition) GetPartition() int32 {
@@ -2105,7 +2183,7 @@ type DescribeGroupResponse struct {
 
 func (x *DescribeGroupResponse) Reset() {
 	*x = DescribeGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2195,7 @@ func (x *DescribeGroupResponse) String() string {
 func (*DescribeGroupResponse) ProtoMessage() {}
 
 func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2208,7 @@ func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
 func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{38}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DescribeGroupResponse) GetTopic() string {
@@ -2176,7 +2254,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2266,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2279,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{39}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ResetGroupRequest) GetTopic() string {
@@ -2267,7 +2345,7 @@ type ResetGroupResponse struct {
 
 func (x *ResetGroupResponse) Reset() {
 	*x = ResetGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2357,7 @@ func (x *ResetGroupResponse) String() string {
 func (*ResetGroupResponse) ProtoMessage() {}
 
 func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2370,7 @@ func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupResponse.ProtoReflect.Descriptor instead.
 func (*ResetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{40}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{41}
 }
 
 type StatusRequest struct {
@@ -2303,7 +2381,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2393,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2406,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{41}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{42}
 }
 
 type Member struct {
@@ -2343,7 +2421,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2433,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2446,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{42}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Member) GetId() string {
@@ -2413,7 +2491,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2503,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2516,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{43}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -2579,10 +2657,16 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\x10SubscribeRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
-	"\x03max\x18\x03 \x01(\x05R\x03max\"/\n" +
+	"\x03max\x18\x03 \x01(\x05R\x03max\"\x91\x01\n" +
 	"\n" +
 	"AckRequest\x12!\n" +
-	"\x04refs\x18\x01 \x03(\v2\r.walmq.v1.RefR\x04refs\"\r\n" +
+	"\x04refs\x18\x01 \x03(\v2\r.walmq.v1.RefR\x04refs\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x14\n" +
+	"\x05topic\x18\x03 \x01(\tR\x05topic\x124\n" +
+	"\aoffsets\x18\x04 \x03(\v2\x1a.walmq.v1.PartitionOffsetsR\aoffsets\"J\n" +
+	"\x10PartitionOffsets\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x18\n" +
+	"\aoffsets\x18\x02 \x03(\x04R\aoffsets\"\r\n" +
 	"\vAckResponse\"a\n" +
 	"\vNackRequest\x12!\n" +
 	"\x04refs\x18\x01 \x03(\v2\r.walmq.v1.RefR\x04refs\x12/\n" +
@@ -2687,7 +2771,7 @@ func file_walmq_v1_walmq_proto_rawDescGZIP() []byte {
 }
 
 var file_walmq_v1_walmq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_walmq_v1_walmq_proto_goTypes = []any{
 	(StartAt)(0),                  // 0: walmq.v1.StartAt
 	(*Header)(nil),                // 1: walmq.v1.Header
@@ -2714,33 +2798,34 @@ var file_walmq_v1_walmq_proto_goTypes = []any{
 	(*FetchResponse)(nil),         // 22: walmq.v1.FetchResponse
 	(*SubscribeRequest)(nil),      // 23: walmq.v1.SubscribeRequest
 	(*AckRequest)(nil),            // 24: walmq.v1.AckRequest
-	(*AckResponse)(nil),           // 25: walmq.v1.AckResponse
-	(*NackRequest)(nil),           // 26: walmq.v1.NackRequest
-	(*NackResponse)(nil),          // 27: walmq.v1.NackResponse
-	(*TermRequest)(nil),           // 28: walmq.v1.TermRequest
-	(*TermResponse)(nil),          // 29: walmq.v1.TermResponse
-	(*GroupConfig)(nil),           // 30: walmq.v1.GroupConfig
-	(*CreateGroupRequest)(nil),    // 31: walmq.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),   // 32: walmq.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),    // 33: walmq.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),   // 34: walmq.v1.DeleteGroupResponse
-	(*ListGroupsRequest)(nil),     // 35: walmq.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 36: walmq.v1.ListGroupsResponse
-	(*DescribeGroupRequest)(nil),  // 37: walmq.v1.DescribeGroupRequest
-	(*GroupPartition)(nil),        // 38: walmq.v1.GroupPartition
-	(*DescribeGroupResponse)(nil), // 39: walmq.v1.DescribeGroupResponse
-	(*ResetGroupRequest)(nil),     // 40: walmq.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),    // 41: walmq.v1.ResetGroupResponse
-	(*StatusRequest)(nil),         // 42: walmq.v1.StatusRequest
-	(*Member)(nil),                // 43: walmq.v1.Member
-	(*StatusResponse)(nil),        // 44: walmq.v1.StatusResponse
-	(*durationpb.Duration)(nil),   // 45: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
+	(*PartitionOffsets)(nil),      // 25: walmq.v1.PartitionOffsets
+	(*AckResponse)(nil),           // 26: walmq.v1.AckResponse
+	(*NackRequest)(nil),           // 27: walmq.v1.NackRequest
+	(*NackResponse)(nil),          // 28: walmq.v1.NackResponse
+	(*TermRequest)(nil),           // 29: walmq.v1.TermRequest
+	(*TermResponse)(nil),          // 30: walmq.v1.TermResponse
+	(*GroupConfig)(nil),           // 31: walmq.v1.GroupConfig
+	(*CreateGroupRequest)(nil),    // 32: walmq.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),   // 33: walmq.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),    // 34: walmq.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),   // 35: walmq.v1.DeleteGroupResponse
+	(*ListGroupsRequest)(nil),     // 36: walmq.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),    // 37: walmq.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),  // 38: walmq.v1.DescribeGroupRequest
+	(*GroupPartition)(nil),        // 39: walmq.v1.GroupPartition
+	(*DescribeGroupResponse)(nil), // 40: walmq.v1.DescribeGroupResponse
+	(*ResetGroupRequest)(nil),     // 41: walmq.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),    // 42: walmq.v1.ResetGroupResponse
+	(*StatusRequest)(nil),         // 43: walmq.v1.StatusRequest
+	(*Member)(nil),                // 44: walmq.v1.Member
+	(*StatusResponse)(nil),        // 45: walmq.v1.StatusResponse
+	(*durationpb.Duration)(nil),   // 46: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 47: google.protobuf.Timestamp
 }
 var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	1,  // 0: walmq.v1.Message.headers:type_name -> walmq.v1.Header
-	45, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
-	45, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
+	46, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
+	46, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 3: walmq.v1.TopicInfo.config:type_name -> walmq.v1.TopicConfig
 	4,  // 4: walmq.v1.TopicInfo.partitions:type_name -> walmq.v1.PartitionInfo
 	3,  // 5: walmq.v1.CreateTopicRequest.config:type_name -> walmq.v1.TopicConfig
@@ -2750,60 +2835,61 @@ var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	2,  // 9: walmq.v1.PublishRequest.messages:type_name -> walmq.v1.Message
 	17, // 10: walmq.v1.PublishResponse.acks:type_name -> walmq.v1.PublishAck
 	2,  // 11: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
-	45, // 12: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	46, // 12: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
 	20, // 13: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
 	19, // 14: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
-	19, // 15: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
-	45, // 16: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
-	19, // 17: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
-	0,  // 18: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
-	45, // 19: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
-	30, // 20: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
-	30, // 21: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
-	38, // 22: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
-	46, // 23: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
-	43, // 24: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
-	6,  // 25: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
-	8,  // 26: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
-	10, // 27: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
-	12, // 28: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
-	14, // 29: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
-	16, // 30: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
-	16, // 31: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
-	21, // 32: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
-	23, // 33: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
-	24, // 34: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
-	26, // 35: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
-	28, // 36: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
-	31, // 37: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
-	33, // 38: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
-	35, // 39: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
-	37, // 40: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
-	40, // 41: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
-	42, // 42: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
-	7,  // 43: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
-	9,  // 44: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
-	11, // 45: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
-	13, // 46: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
-	15, // 47: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
-	18, // 48: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
-	18, // 49: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
-	22, // 50: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
-	22, // 51: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
-	25, // 52: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
-	27, // 53: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
-	29, // 54: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
-	32, // 55: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
-	34, // 56: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
-	36, // 57: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
-	39, // 58: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
-	41, // 59: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
-	44, // 60: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
-	43, // [43:61] is the sub-list for method output_type
-	25, // [25:43] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	25, // 15: walmq.v1.AckRequest.offsets:type_name -> walmq.v1.PartitionOffsets
+	19, // 16: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
+	46, // 17: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
+	19, // 18: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
+	0,  // 19: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
+	46, // 20: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
+	31, // 21: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
+	31, // 22: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
+	39, // 23: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
+	47, // 24: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
+	44, // 25: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
+	6,  // 26: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
+	8,  // 27: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
+	10, // 28: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
+	12, // 29: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
+	14, // 30: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
+	16, // 31: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
+	16, // 32: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
+	21, // 33: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
+	23, // 34: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
+	24, // 35: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
+	27, // 36: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
+	29, // 37: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
+	32, // 38: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
+	34, // 39: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
+	36, // 40: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
+	38, // 41: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
+	41, // 42: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
+	43, // 43: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
+	7,  // 44: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
+	9,  // 45: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
+	11, // 46: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
+	13, // 47: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
+	15, // 48: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
+	18, // 49: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
+	18, // 50: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
+	22, // 51: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
+	22, // 52: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
+	26, // 53: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
+	28, // 54: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
+	30, // 55: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
+	33, // 56: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
+	35, // 57: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
+	37, // 58: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
+	40, // 59: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
+	42, // 60: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
+	45, // 61: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
+	44, // [44:62] is the sub-list for method output_type
+	26, // [26:44] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_walmq_v1_walmq_proto_init() }
@@ -2812,7 +2898,7 @@ func file_walmq_v1_walmq_proto_init() {
 		return
 	}
 	file_walmq_v1_walmq_proto_msgTypes[15].OneofWrappers = []any{}
-	file_walmq_v1_walmq_proto_msgTypes[39].OneofWrappers = []any{
+	file_walmq_v1_walmq_proto_msgTypes[40].OneofWrappers = []any{
 		(*ResetGroupRequest_Offset)(nil),
 		(*ResetGroupRequest_Time)(nil),
 	}
@@ -2822,7 +2908,7 @@ func file_walmq_v1_walmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_walmq_v1_walmq_proto_rawDesc), len(file_walmq_v1_walmq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
