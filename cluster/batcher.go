@@ -78,7 +78,7 @@ func (n *Node) PublishAsync(ctx context.Context, topic string, part int, msgs []
 	var reqs []*pubReq
 	cur := &pubReq{}
 	for i := range msgs {
-		sz := messageBytes(&msgs[i])
+		sz := journal.MessageSize(&msgs[i])
 		if sz > n.cfg.MaxMessageBytes {
 			return fmt.Errorf("%w: message %d is %d bytes, the limit is %d", fsm.ErrMessageTooLarge, i, sz, n.cfg.MaxMessageBytes)
 		}
@@ -157,14 +157,6 @@ func gather(reqs []*pubReq, done func(*fsm.PublishResult, error)) {
 			done(out, nil)
 		}
 	}
-}
-
-func messageBytes(m *journal.Message) int {
-	n := len(m.Key) + len(m.ID) + len(m.Payload)
-	for _, h := range m.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return n
 }
 
 func (n *Node) batcher(k partKey) (*batcher, error) {

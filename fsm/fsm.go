@@ -417,7 +417,7 @@ func (f *FSM) publish(index uint64, c *Publish, limit int) (*PublishResult, erro
 		return nil, fmt.Errorf("%w: partition %d of %q (it has %d)", ErrPartitionRange, c.Partition, c.Topic, len(t.Parts))
 	}
 	for i := range c.Messages {
-		if n := messageSize(&c.Messages[i]); n > limit {
+		if n := journal.MessageSize(&c.Messages[i]); n > limit {
 			return nil, fmt.Errorf("%w: message %d is %d bytes, the limit is %d", ErrMessageTooLarge, i, n, limit)
 		}
 	}
@@ -483,14 +483,6 @@ func (f *FSM) skipReplayed(index uint64, data []byte) bool {
 	}
 	p.next.Add(uint64(h.Count))
 	return true
-}
-
-func messageSize(m *journal.Message) int {
-	n := len(m.Key) + len(m.ID) + len(m.Payload)
-	for _, h := range m.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return n
 }
 
 // SettleResult counts the offsets a Settle newly settled.
@@ -667,7 +659,7 @@ func (f *FSM) applyDeadLetter(index uint64, c *DeadLetter) (*PublishResult, erro
 		f.mu.Unlock()
 		return nil, fmt.Errorf("%w: partition %d of %q", ErrPartitionRange, c.Partition, c.Topic)
 	}
-	if n := messageSize(&c.Message); n > f.opts.MaxMessageBytes {
+	if n := journal.MessageSize(&c.Message); n > f.opts.MaxMessageBytes {
 		f.mu.Unlock()
 		return nil, fmt.Errorf("%w: dead letter of %d bytes, the limit is %d", ErrMessageTooLarge, n, f.opts.MaxMessageBytes)
 	}

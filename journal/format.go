@@ -119,9 +119,9 @@ func checkRecord(rec []byte, maxBatch int) (batchHeader, error) {
 	return h, nil
 }
 
-// messageSize is the number of bytes m takes in the size limits: key, id,
-// headers and payload.
-func messageSize(m *Message) int {
+// MessageSize is the number of bytes m counts against the size limits:
+// key, id, headers and payload. Every layer measures messages with it.
+func MessageSize(m *Message) int {
 	n := len(m.Key) + len(m.ID) + len(m.Payload)
 	for _, h := range m.Headers {
 		n += len(h.Key) + len(h.Value)
@@ -226,7 +226,7 @@ func decodeMessages(dst []Message, h *batchHeader, rec []byte, l *readLimits) (o
 		if msg, hdrs, err = decodeMessage(msg, m, h.Timestamp, hdrs); err != nil {
 			return dst, false, fmt.Errorf("message %d: %w", i, err)
 		}
-		size := messageSize(&msg)
+		size := MessageSize(&msg)
 		if l.full(dst, size) {
 			return dst, true, nil
 		}

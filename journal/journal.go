@@ -329,7 +329,7 @@ func (j *Journal) Append(b Batch) (uint64, error) {
 	}
 	total := 0
 	for i := range b.Messages {
-		n := messageSize(&b.Messages[i])
+		n := MessageSize(&b.Messages[i])
 		if n > j.opts.MaxMessageBytes {
 			return 0, fmt.Errorf("%w: message %d is %d bytes, the limit is %d", ErrMessageTooLarge, i, n, j.opts.MaxMessageBytes)
 		}

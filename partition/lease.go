@@ -356,7 +356,7 @@ func (p *Partition) fetch(r *reservation, maxBytes int) fetched {
 			}
 			for i := range msgs {
 				m := &msgs[i]
-				size := messageSize(m)
+				size := journal.MessageSize(m)
 				if maxBytes > 0 && len(f.out) > 0 && used+size > maxBytes {
 					full = true
 					return m.Offset, nil

@@ -160,13 +160,3 @@ func (p *Partition) Read(from uint64, maxMsgs, maxBytes int) ([]journal.Message,
 	msgs, err := p.j.Read(from, maxMsgs, maxBytes)
 	return msgs, closedErr(err)
 }
-
-// messageSize is what a message counts against a byte limit, as in
-// journal.Read: key, id, headers and payload.
-func messageSize(m *journal.Message) int {
-	n := len(m.Key) + len(m.ID) + len(m.Payload)
-	for _, h := range m.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return n
-}
