@@ -28,6 +28,7 @@ const (
 	OpResetGroup
 	OpRetention
 	OpDeadLetter
+	OpMember
 )
 
 // TopicConfig configures a topic.
@@ -124,6 +125,14 @@ type DeadLetter struct {
 	Message    journal.Message `json:"message"`
 }
 
+// Member records a node's client (gRPC) address, so that every node
+// knows where to forward writes to the leader. An empty address forgets
+// the node.
+type Member struct {
+	ID         string `json:"id"`
+	ClientAddr string `json:"client_addr"`
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
 
 // ValidName reports whether s may name a topic or a group: 1 to 200
@@ -157,6 +166,8 @@ func Encode(cmd any) ([]byte, error) {
 		op = OpRetention
 	case *DeadLetter:
 		op = OpDeadLetter
+	case *Member:
+		op = OpMember
 	default:
 		return nil, fmt.Errorf("%w: unknown command type %T", ErrBadCommand, cmd)
 	}
@@ -194,6 +205,8 @@ func Decode(b []byte) (any, error) {
 		cmd = &Retention{}
 	case OpDeadLetter:
 		cmd = &DeadLetter{}
+	case OpMember:
+		cmd = &Member{}
 	default:
 		return nil, fmt.Errorf("%w: unknown op %d", ErrBadCommand, b[0])
 	}

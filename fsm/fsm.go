@@ -49,8 +49,9 @@ type FSM struct {
 	opts Options
 	log  hclog.Logger
 
-	mu      sync.RWMutex // guards topics and every topic's metadata
+	mu      sync.RWMutex // guards topics, members and every topic's metadata
 	topics  map[string]*Topic
+	members map[string]string // node id -> client address
 	applied atomic.Uint64
 	fatal   atomic.Pointer[error]
 }
@@ -97,6 +98,26 @@ func New(opts Options) (*FSM, error) {
 		return nil, err
 	}
 	return &FSM{opts: opts, log: opts.Logger, topics: map[string]*Topic{}}, nil
+}
+
+func (f *FSM) applyMember(c *Member) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.members == nil {
+		f.members = map[string]string{}
+	}
+	if c.ClientAddr == "" {
+		delete(f.members, c.ID)
+	} else {
+		f.members[c.ID] = c.ClientAddr
+	}
+}
+
+// ClientAddr is the client address node id announced, "" if none.
+func (f *FSM) ClientAddr(id string) string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.members[id]
 }
 
 // AppliedIndex is the index of the last entry applied.
@@ -254,6 +275,8 @@ func (f *FSM) applyCommand(index uint64, data []byte) any {
 		res, err = f.applyRetention(c)
 	case *DeadLetter:
 		res, err = f.applyDeadLetter(index, c)
+	case *Member:
+		f.applyMember(c)
 	}
 	var se *storageError
 	if errors.As(err, &se) {

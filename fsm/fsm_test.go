@@ -139,6 +139,22 @@ func build(m *machine) {
 	m.ok(&fsm.Retention{Topic: "orders", Before: []uint64{60, 0, 0}})
 	m.ok(&fsm.DeadLetter{Topic: "orders", Group: "billing", Partition: 1, Offset: 4, Deliveries: 2, Reason: "poison", Timestamp: 99,
 		Message: journal.Message{Payload: []byte("bad")}})
+	m.ok(&fsm.Member{ID: "n1", ClientAddr: "127.0.0.1:7421"})
+	m.ok(&fsm.Member{ID: "n2", ClientAddr: "127.0.0.1:7422"})
+	m.ok(&fsm.Member{ID: "n2"}) // forgotten
+}
+
+func digests(t testing.TB, f *fsm.FSM, topic string, n int) []fsm.PartitionDigest {
+	t.Helper()
+	var out []fsm.PartitionDigest
+	for p := range n {
+		d, err := f.Digest(topic, p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 func TestSnapshotRestoredIntoEmptyNodeEqualsLive(t *testing.T) {
@@ -149,6 +165,15 @@ func TestSnapshotRestoredIntoEmptyNodeEqualsLive(t *testing.T) {
 		t.Fatalf("live state has topics %+v", want.Topics)
 	}
 
+	wantDigests := digests(t, live.f, "orders", 3)
+	for _, d := range wantDigests {
+		if d.Upto != 200 || d.Messages != d.Upto-d.First || d.CRC32C == 0 {
+			t.Fatalf("digests %+v", wantDigests)
+		}
+	}
+	if wantDigests[0].CRC32C == wantDigests[1].CRC32C {
+		t.Fatalf("different partitions, same digest: %+v", wantDigests)
+	}
 	snap, err := live.f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -191,6 +216,12 @@ func TestSnapshotRestoredIntoEmptyNodeEqualsLive(t *testing.T) {
 			}
 			if got := observe(t, fresh.f); !reflect.DeepEqual(got, want) {
 				t.Fatalf("restored state differs\n got %+v\nwant %+v", got, want)
+			}
+			if got := digests(t, fresh.f, "orders", 3); !reflect.DeepEqual(got, wantDigests) {
+				t.Fatalf("restored digests %+v, want %+v", got, wantDigests)
+			}
+			if a, b := fresh.f.ClientAddr("n1"), fresh.f.ClientAddr("n2"); a != "127.0.0.1:7421" || b != "" {
+				t.Fatalf("restored members: n1 %q n2 %q", a, b)
 			}
 			if fresh.f.AppliedIndex() != live.index-1 {
 				t.Fatalf("applied index %d, want %d", fresh.f.AppliedIndex(), live.index-1)

@@ -29,6 +29,8 @@ type manifest struct {
 	Version int             `json:"version"`
 	Index   uint64          `json:"index"`
 	Topics  []topicManifest `json:"topics"`
+	// Members maps node ids to client addresses (see Member).
+	Members map[string]string `json:"members,omitempty"`
 }
 
 type topicManifest struct {
@@ -87,6 +89,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	s := &snapshot{f: f, staging: staging, m: manifest{Version: manifestVersion, Index: f.AppliedIndex()}}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if len(f.members) > 0 {
+		s.m.Members = maps.Clone(f.members)
+	}
 	for _, name := range slices.Sorted(maps.Keys(f.topics)) {
 		t := f.topics[name]
 		tm := topicManifest{Name: t.Name, Config: t.Config, Created: t.Created, Dedup: t.dedup.entries()}
@@ -349,6 +354,7 @@ func (f *FSM) load(m *manifest, check func(tm *topicManifest, i int, p *partitio
 	f.mu.Lock()
 	old := f.topics
 	f.topics = topics
+	f.members = maps.Clone(m.Members)
 	f.mu.Unlock()
 	for _, t := range old {
 		t.close()
