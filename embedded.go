@@ -38,7 +38,19 @@ type Options struct {
 	DefaultGroup GroupConfig
 	// StartTimeout bounds Open's recovery (default 1 minute).
 	StartTimeout time.Duration
+
+	// NodeID names this node (default "node1"). RaftAddr, RaftAdvertise
+	// and Peers make it a member of a cluster (see cluster.Config): then
+	// Open returns without waiting for a leader, and writes on a follower
+	// fail with ErrNotLeader. Empty: a single node.
+	NodeID        string
+	RaftAddr      string
+	RaftAdvertise string
+	Peers         []Peer
 }
+
+// Peer is one server of a cluster: its node id and Raft address.
+type Peer = cluster.Peer
 
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
@@ -80,6 +92,10 @@ func Open(dir string, opts Options) (*Embedded, error) {
 		CommitMaxDelay:    opts.CommitMaxDelay,
 		RetentionInterval: opts.RetentionInterval,
 		DefaultGroup:      opts.DefaultGroup.internal(),
+		NodeID:            opts.NodeID,
+		RaftAddr:          opts.RaftAddr,
+		RaftAdvertise:     opts.RaftAdvertise,
+		Peers:             opts.Peers,
 	})
 	if err != nil {
 		return nil, err

@@ -95,6 +95,12 @@ func (a *acker) flush(ctx context.Context) error {
 		if gone(err) {
 			continue // the group or topic is gone: nothing to settle
 		}
+		if errors.Is(err, ErrNotLeader) {
+			// Leadership moved: the new leader starts with no leases, so
+			// these messages are delivered again (at-least-once).
+			a.n.log.Debug("acks dropped: no longer the leader", "group", gk[0], "topic", gk[1])
+			continue
+		}
 		if first == nil {
 			first = err
 		}

@@ -303,6 +303,9 @@ func (n *Node) retentionLoop() {
 		case <-n.bgCtx.Done():
 			return
 		case <-t.C:
+			if !n.IsLeader() {
+				continue // the leader chooses the cutoffs
+			}
 			if err := n.EnforceRetention(n.bgCtx); err != nil && n.bgCtx.Err() == nil {
 				n.log.Warn("retention", "error", err)
 			}

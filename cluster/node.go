@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -71,6 +73,30 @@ type Config struct {
 	// (default 10240).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+
+	// RaftAddr is the host:port Raft listens on for its peers. Empty (and
+	// no StreamLayer): a single node whose Raft traffic stays in memory;
+	// it cannot grow into a cluster until restarted with an address.
+	RaftAddr string
+	// RaftAdvertise is the address peers dial (default RaftAddr).
+	RaftAdvertise string
+	// StreamLayer carries Raft traffic instead of TCP on RaftAddr (tests
+	// use cluster/faultnet); its Addr is the advertised address.
+	StreamLayer raft.StreamLayer
+	// Peers are the voters a new data directory bootstraps with, this node
+	// among them; every node of a new cluster gets the same list. Empty: a
+	// new directory bootstraps as a single voter. An existing directory
+	// ignores it: membership then changes only through Join and Remove.
+	Peers []Peer
+	// HeartbeatTimeout and ElectionTimeout of Raft when it has peers
+	// (default 500 ms each; a single voter elects itself at once).
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+}
+
+// Peer is one server of a cluster: its node id and Raft address.
+type Peer struct {
+	ID, Addr string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -113,6 +139,31 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DefaultGroup.AckWait <= 0 {
 		c.DefaultGroup.AckWait = 30 * time.Second
 	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if c.ElectionTimeout <= 0 {
+		c.ElectionTimeout = 500 * time.Millisecond
+	}
+	if c.RaftAdvertise == "" {
+		c.RaftAdvertise = c.RaftAddr
+	}
+	if len(c.Peers) > 0 {
+		if c.RaftAddr == "" && c.StreamLayer == nil {
+			return c, errors.New("cluster: Peers need a RaftAddr")
+		}
+		seen, self := map[string]bool{}, false
+		for _, p := range c.Peers {
+			if p.ID == "" || p.Addr == "" || seen[p.ID] {
+				return c, fmt.Errorf("cluster: bad or repeated peer %q=%q", p.ID, p.Addr)
+			}
+			seen[p.ID] = true
+			self = self || p.ID == c.NodeID
+		}
+		if !self {
+			return c, fmt.Errorf("cluster: node %q is not among its peers", c.NodeID)
+		}
+	}
 	if c.MaxBatchBytes < c.MaxMessageBytes {
 		return c, fmt.Errorf("cluster: MaxBatchBytes %d is below MaxMessageBytes %d", c.MaxBatchBytes, c.MaxMessageBytes)
 	}
@@ -149,6 +200,14 @@ type Node struct {
 	rr       atomic.Uint64 // where the next Fetch starts among partitions
 	pubRR    atomic.Uint64 // the next partition for keyless messages
 
+	// ready is set once this node leads and has applied every entry of
+	// the terms before its own; writes and leases need it.
+	ready atomic.Bool
+	// readyCh is closed and replaced on every change of ready.
+	readyMu sync.Mutex
+	readyCh chan struct{}
+	health  peerHealth
+
 	mu       sync.Mutex
 	batchers map[partKey]*batcher
 	closed   bool
@@ -164,21 +223,32 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, batchers: map[partKey]*batcher{}, fatal: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, batchers: map[partKey]*batcher{}, fatal: make(chan struct{}),
+		readyCh: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 	n.acks = newAcker(n)
-	if err := n.open(ctx); err != nil {
+	if err := n.open(); err != nil {
 		n.shutdown()
 		return nil, err
 	}
-	n.bg.Add(2)
+	n.bg.Add(3)
 	go n.acks.run()
 	go n.retentionLoop()
+	go n.watchLeadership()
+	if !n.clustered() {
+		if err := n.waitReady(ctx); err != nil {
+			n.shutdown()
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
-func (n *Node) open(ctx context.Context) error {
+// clustered reports whether Raft talks to peers over a network.
+func (n *Node) clustered() bool { return n.cfg.RaftAddr != "" || n.cfg.StreamLayer != nil }
+
+func (n *Node) open() error {
 	cfg := n.cfg
 	for _, d := range []string{"raft", "snapshots", "topics"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
@@ -228,29 +298,57 @@ func (n *Node) open(ctx context.Context) error {
 	// snapshot left behind, and a snapshot costs a link per segment.
 	rc.SnapshotInterval = 10 * time.Second
 	rc.TrailingLogs = cfg.TrailingLogs
-	// One voter: nobody to wait for, so elect at once.
-	rc.HeartbeatTimeout = 50 * time.Millisecond
-	rc.ElectionTimeout = 50 * time.Millisecond
-	rc.LeaderLeaseTimeout = 50 * time.Millisecond
+	// Followers learn the commit index within CommitTimeout when the
+	// leader is idle.
 	rc.CommitTimeout = 5 * time.Millisecond
-
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
-	n.trans = trans
+	var addr raft.ServerAddress
+	if n.clustered() {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+		rc.ElectionTimeout = cfg.ElectionTimeout
+		rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+		tc := &raft.NetworkTransportConfig{Stream: cfg.StreamLayer, MaxPool: 3, Timeout: 10 * time.Second,
+			Logger: cfg.Logger.Named("raft-net")}
+		var nt *raft.NetworkTransport
+		if cfg.StreamLayer != nil {
+			nt = raft.NewNetworkTransportWithConfig(tc)
+		} else {
+			adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
+			if err != nil {
+				return fmt.Errorf("cluster: raft advertise address: %w", err)
+			}
+			if nt, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, tc); err != nil {
+				return fmt.Errorf("cluster: raft listen on %s: %w", cfg.RaftAddr, err)
+			}
+		}
+		n.trans, addr = nt, nt.LocalAddr()
+	} else {
+		// One voter: nobody to wait for, so elect at once.
+		rc.HeartbeatTimeout = 50 * time.Millisecond
+		rc.ElectionTimeout = 50 * time.Millisecond
+		rc.LeaderLeaseTimeout = 50 * time.Millisecond
+		addr, n.trans = raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	}
 	has, err := raft.HasExistingState(n.bolt, n.bolt, n.snaps)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	if !has {
 		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
-		if err := raft.BootstrapCluster(rc, n.bolt, n.bolt, n.snaps, trans, conf); err != nil {
+		if len(cfg.Peers) > 0 {
+			conf.Servers = nil
+			for _, p := range cfg.Peers {
+				conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+			}
+		}
+		if err := raft.BootstrapCluster(rc, n.bolt, n.bolt, n.snaps, n.trans, conf); err != nil {
 			return fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.bolt, n.bolt, n.snaps, trans)
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.bolt, n.bolt, n.snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
-	return n.waitReady(ctx)
+	return nil
 }
 
 // loadLatestSnapshot gives the state machine the manifest of the snapshot
@@ -280,28 +378,18 @@ func (n *Node) loadLatestSnapshot() error {
 // waitReady waits until this node leads and has applied every entry of
 // its log, so that no read sees a state in the middle of the replay.
 func (n *Node) waitReady(ctx context.Context) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for n.raft.State() != raft.Leader {
+	for {
+		ready, ch := n.readyState()
+		if ready {
+			return n.fsm.Err()
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: waiting for leadership: %w", ctx.Err())
+			return fmt.Errorf("cluster: waiting for leadership and replay: %w", ctx.Err())
 		case <-n.fatal:
 			return n.fsm.Err()
-		case <-t.C:
+		case <-ch:
 		}
-	}
-	f := n.raft.Barrier(0)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("cluster: replay: %w", err)
-		}
-		return n.fsm.Err()
-	case <-ctx.Done():
-		return fmt.Errorf("cluster: replay: %w", ctx.Err())
 	}
 }
 
@@ -359,7 +447,7 @@ func (n *Node) usable() error {
 		return n.fsm.Err()
 	default:
 	}
-	if n.raft.State() != raft.Leader {
+	if !n.ready.Load() || n.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
 	return nil
@@ -408,7 +496,10 @@ type Status struct {
 // Member is one server of the Raft configuration.
 type Member struct {
 	ID, Address, Suffrage string
+	ClientAddr            string // as announced; "" until then
 	Leader                bool
+	// Unreachable: the leader's heartbeats to it fail (leader's view).
+	Unreachable bool
 }
 
 // Status reports the node's role, its leader and the members.
@@ -422,7 +513,8 @@ func (n *Node) Status() Status {
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			st.Members = append(st.Members, Member{ID: string(s.ID), Address: string(s.Address),
-				Suffrage: strings.ToLower(s.Suffrage.String()), Leader: s.ID == leaderID})
+				Suffrage: strings.ToLower(s.Suffrage.String()), Leader: s.ID == leaderID,
+				ClientAddr: n.fsm.ClientAddr(string(s.ID)), Unreachable: n.health.isFailing(s.ID)})
 		}
 	}
 	return st
@@ -474,7 +566,7 @@ func (n *Node) shutdown() error {
 			err = cerr
 		}
 	}
-	if t, ok := n.trans.(*raft.InmemTransport); ok {
+	if t, ok := n.trans.(io.Closer); ok {
 		t.Close()
 	}
 	return err

@@ -38,6 +38,8 @@ var errorCodes = []struct {
 	{fsm.ErrEmptyPublish, codes.InvalidArgument},
 	{fsm.ErrBadCommand, codes.InvalidArgument},
 	{cluster.ErrInvalidArgument, codes.InvalidArgument},
+	{cluster.ErrUnknownMember, codes.NotFound},
+	{cluster.ErrQuorum, codes.FailedPrecondition},
 	{partition.ErrNotPending, codes.FailedPrecondition},
 	{journal.ErrOffsetTruncated, codes.OutOfRange},
 	{cluster.ErrNotLeader, codes.Unavailable},

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,10 @@ type Options struct {
 	MaxRequestBytes int
 	// Logger (default none).
 	Logger hclog.Logger
+	// Advertise is the client address other nodes forward requests to
+	// when this node leads (default: the TCP address served on, if it is
+	// not a wildcard one; else unix://<Socket>).
+	Advertise string
 }
 
 // Server serves the walmq gRPC API of one node on TCP and a unix socket,
@@ -54,6 +59,11 @@ type Server struct {
 
 	serveWG  sync.WaitGroup
 	stopOnce sync.Once
+
+	fwd      forwarder
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
 }
 
 // NewServer listens on the configured addresses; Serve starts serving.
@@ -94,7 +104,28 @@ func NewServer(node *cluster.Node, opts Options) (*Server, error) {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	if adv := s.advertise(); adv != "" {
+		s.bgWG.Add(1)
+		go s.announce(adv)
+	}
 	return s, nil
+}
+
+// advertise is the client address other nodes reach this one at.
+func (s *Server) advertise() string {
+	if s.opts.Advertise != "" {
+		return s.opts.Advertise
+	}
+	if t, ok := s.tcp.(*net.TCPAddr); ok && !t.IP.IsUnspecified() {
+		return t.String()
+	}
+	if s.opts.Socket != "" {
+		if abs, err := filepath.Abs(s.opts.Socket); err == nil {
+			return "unix://" + abs
+		}
+	}
+	return ""
 }
 
 // listenUnix listens on a unix socket with mode 0600, replacing a stale
@@ -153,6 +184,8 @@ func (s *Server) Serve() error {
 // get their answers) until ctx is done, then cuts the rest off.
 func (s *Server) Stop(ctx context.Context) {
 	s.stopOnce.Do(func() {
+		s.bgCancel()
+		s.bgWG.Wait()
 		s.health.Shutdown()
 		done := make(chan struct{})
 		go func() {
@@ -165,6 +198,7 @@ func (s *Server) Stop(ctx context.Context) {
 			s.grpc.Stop()
 			<-done
 		}
+		s.fwd.close()
 		if s.opts.Socket != "" {
 			os.Remove(s.opts.Socket)
 		}
@@ -202,6 +236,9 @@ func topicConfigOut(c fsm.TopicConfig) *pb.TopicConfig {
 
 // CreateTopic implements the API.
 func (s *Server) CreateTopic(ctx context.Context, r *pb.CreateTopicRequest) (*pb.CreateTopicResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.CreateTopic); ok {
+		return resp, err
+	}
 	if !fsm.ValidName(r.GetName()) {
 		return nil, ToStatus(fmt.Errorf("%w: topic %q", fsm.ErrInvalidName, r.GetName()))
 	}
@@ -211,12 +248,18 @@ func (s *Server) CreateTopic(ctx context.Context, r *pb.CreateTopicRequest) (*pb
 
 // UpdateTopic implements the API.
 func (s *Server) UpdateTopic(ctx context.Context, r *pb.UpdateTopicRequest) (*pb.UpdateTopicResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.UpdateTopic); ok {
+		return resp, err
+	}
 	_, err := s.node.Apply(ctx, &fsm.UpdateTopic{Name: r.GetName(), Config: topicConfigIn(r.GetConfig())})
 	return &pb.UpdateTopicResponse{}, ToStatus(err)
 }
 
 // DeleteTopic implements the API.
 func (s *Server) DeleteTopic(ctx context.Context, r *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.DeleteTopic); ok {
+		return resp, err
+	}
 	_, err := s.node.Apply(ctx, &fsm.DeleteTopic{Name: r.GetName()})
 	return &pb.DeleteTopicResponse{}, ToStatus(err)
 }
@@ -235,7 +278,13 @@ func (s *Server) topicInfo(name string) (*pb.TopicInfo, error) {
 }
 
 // ListTopics implements the API.
-func (s *Server) ListTopics(context.Context, *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
+func (s *Server) ListTopics(ctx context.Context, r *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.ListTopics); ok {
+		return resp, err
+	}
+	if err := s.node.VerifyLeader(ctx); err != nil {
+		return nil, ToStatus(err)
+	}
 	out := &pb.ListTopicsResponse{}
 	for _, name := range s.node.FSM().TopicNames() {
 		if ti, err := s.topicInfo(name); err == nil {
@@ -246,7 +295,13 @@ func (s *Server) ListTopics(context.Context, *pb.ListTopicsRequest) (*pb.ListTop
 }
 
 // DescribeTopic implements the API.
-func (s *Server) DescribeTopic(_ context.Context, r *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+func (s *Server) DescribeTopic(ctx context.Context, r *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.DescribeTopic); ok {
+		return resp, err
+	}
+	if err := s.node.VerifyLeader(ctx); err != nil {
+		return nil, ToStatus(err)
+	}
 	ti, err := s.topicInfo(r.GetName())
 	if err != nil {
 		return nil, ToStatus(err)
@@ -346,6 +401,9 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 
 // Publish implements the API.
 func (s *Server) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.PublishResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.Publish); ok {
+		return resp, err
+	}
 	type result struct {
 		acks []*pb.PublishAck
 		err  error
@@ -368,6 +426,12 @@ func (s *Server) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.Publish
 // the client goes away, batches already queued still complete.
 func (s *Server) PublishStream(stream pb.Walmq_PublishStreamServer) error {
 	ctx := stream.Context()
+	if c, fctx, err := s.leader(ctx); err != nil || c != nil {
+		if err != nil {
+			return ToStatus(err)
+		}
+		return s.forwardPublishStream(c, fctx, stream)
+	}
 	out := make(chan *pb.PublishResponse, 64)
 	var inflight sync.WaitGroup
 	sendErr := make(chan error, 1)
@@ -431,6 +495,9 @@ const maxFetchWait = 5 * time.Minute
 
 // Fetch implements the API.
 func (s *Server) Fetch(ctx context.Context, r *pb.FetchRequest) (*pb.FetchResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.Fetch); ok {
+		return resp, err
+	}
 	wait := min(durationOf(r.GetWait()), maxFetchWait)
 	ds, err := s.node.Fetch(ctx, r.GetGroup(), r.GetTopic(), int(r.GetMax()), wait)
 	if err != nil && ctx.Err() != nil {
@@ -449,6 +516,12 @@ func (s *Server) Fetch(ctx context.Context, r *pb.FetchRequest) (*pb.FetchRespon
 // again after the group's AckWait.
 func (s *Server) Subscribe(r *pb.SubscribeRequest, stream pb.Walmq_SubscribeServer) error {
 	ctx := stream.Context()
+	if c, fctx, err := s.leader(ctx); err != nil || c != nil {
+		if err != nil {
+			return ToStatus(err)
+		}
+		return s.forwardSubscribe(c, fctx, r, stream)
+	}
 	max := int(r.GetMax())
 	if max <= 0 {
 		max = 256
@@ -490,7 +563,10 @@ func groupRefs(refs []*pb.Ref) (map[refKey][]uint64, []refKey) {
 }
 
 // Ack implements the API.
-func (s *Server) Ack(_ context.Context, r *pb.AckRequest) (*pb.AckResponse, error) {
+func (s *Server) Ack(ctx context.Context, r *pb.AckRequest) (*pb.AckResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.Ack); ok {
+		return resp, err
+	}
 	for _, po := range r.GetOffsets() {
 		if err := s.node.Ack(r.GetGroup(), r.GetTopic(), int(po.GetPartition()), po.GetOffsets()); err != nil {
 			return nil, ToStatus(err)
@@ -506,7 +582,10 @@ func (s *Server) Ack(_ context.Context, r *pb.AckRequest) (*pb.AckResponse, erro
 }
 
 // Nack implements the API.
-func (s *Server) Nack(_ context.Context, r *pb.NackRequest) (*pb.NackResponse, error) {
+func (s *Server) Nack(ctx context.Context, r *pb.NackRequest) (*pb.NackResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.Nack); ok {
+		return resp, err
+	}
 	m, order := groupRefs(r.GetRefs())
 	for _, k := range order {
 		if err := s.node.Nack(k.group, k.topic, k.part, m[k], durationOf(r.GetDelay())); err != nil {
@@ -518,6 +597,9 @@ func (s *Server) Nack(_ context.Context, r *pb.NackRequest) (*pb.NackResponse, e
 
 // Term implements the API.
 func (s *Server) Term(ctx context.Context, r *pb.TermRequest) (*pb.TermResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.Term); ok {
+		return resp, err
+	}
 	if _, err := s.Ack(ctx, &pb.AckRequest{Refs: r.GetRefs()}); err != nil {
 		return nil, err
 	}
@@ -544,18 +626,30 @@ func groupConfigIn(c *pb.GroupConfig) (fsm.GroupConfig, bool) {
 
 // CreateGroup implements the API.
 func (s *Server) CreateGroup(ctx context.Context, r *pb.CreateGroupRequest) (*pb.CreateGroupResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.CreateGroup); ok {
+		return resp, err
+	}
 	cfg, latest := groupConfigIn(r.GetConfig())
 	return &pb.CreateGroupResponse{}, ToStatus(s.node.CreateGroup(ctx, r.GetTopic(), r.GetGroup(), cfg, latest))
 }
 
 // DeleteGroup implements the API.
 func (s *Server) DeleteGroup(ctx context.Context, r *pb.DeleteGroupRequest) (*pb.DeleteGroupResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.DeleteGroup); ok {
+		return resp, err
+	}
 	_, err := s.node.Apply(ctx, &fsm.DeleteGroup{Topic: r.GetTopic(), Group: r.GetGroup()})
 	return &pb.DeleteGroupResponse{}, ToStatus(err)
 }
 
 // ListGroups implements the API.
-func (s *Server) ListGroups(_ context.Context, r *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error) {
+func (s *Server) ListGroups(ctx context.Context, r *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.ListGroups); ok {
+		return resp, err
+	}
+	if err := s.node.VerifyLeader(ctx); err != nil {
+		return nil, ToStatus(err)
+	}
 	t, err := s.node.FSM().Topic(r.GetTopic())
 	if err != nil {
 		return nil, ToStatus(err)
@@ -564,7 +658,13 @@ func (s *Server) ListGroups(_ context.Context, r *pb.ListGroupsRequest) (*pb.Lis
 }
 
 // DescribeGroup implements the API.
-func (s *Server) DescribeGroup(_ context.Context, r *pb.DescribeGroupRequest) (*pb.DescribeGroupResponse, error) {
+func (s *Server) DescribeGroup(ctx context.Context, r *pb.DescribeGroupRequest) (*pb.DescribeGroupResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.DescribeGroup); ok {
+		return resp, err
+	}
+	if err := s.node.VerifyLeader(ctx); err != nil {
+		return nil, ToStatus(err)
+	}
 	gi, err := s.node.DescribeGroup(r.GetTopic(), r.GetGroup())
 	if err != nil {
 		return nil, ToStatus(err)
@@ -583,6 +683,9 @@ func (s *Server) DescribeGroup(_ context.Context, r *pb.DescribeGroupRequest) (*
 
 // ResetGroup implements the API.
 func (s *Server) ResetGroup(ctx context.Context, r *pb.ResetGroupRequest) (*pb.ResetGroupResponse, error) {
+	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.ResetGroup); ok {
+		return resp, err
+	}
 	var at time.Time
 	if ts := r.GetTime(); ts != nil {
 		at = ts.AsTime()
@@ -595,7 +698,8 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 	st := s.node.Status()
 	out := &pb.StatusResponse{NodeId: st.NodeID, Role: st.Role, Leader: st.Leader, Term: st.Term, AppliedIndex: st.AppliedIndex}
 	for _, m := range st.Members {
-		out.Members = append(out.Members, &pb.Member{Id: m.ID, Address: m.Address, Suffrage: m.Suffrage, Leader: m.Leader})
+		out.Members = append(out.Members, &pb.Member{Id: m.ID, Address: m.Address, Suffrage: m.Suffrage, Leader: m.Leader,
+			ClientAddress: m.ClientAddr})
 	}
 	return out, nil
 }

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -20,6 +22,12 @@ type config struct {
 	Listen   string      // --listen, WALMQ_LISTEN; "" serves no TCP
 	Socket   string      // --socket, WALMQ_SOCKET; "" serves no unix socket
 	LogLevel hclog.Level // --log-level, WALMQ_LOG_LEVEL
+
+	NodeID        string       // --node-id, WALMQ_NODE_ID
+	RaftAddr      string       // --raft-addr, WALMQ_RAFT_ADDR; "" keeps Raft in memory (single node)
+	RaftAdvertise string       // --raft-advertise, WALMQ_RAFT_ADVERTISE
+	Peers         []walmq.Peer // --peers, WALMQ_PEERS
+	Advertise     string       // --advertise, WALMQ_ADVERTISE: the client address other nodes forward to
 }
 
 // errUsage marks an error in the command line: the usage was printed and
@@ -35,10 +43,20 @@ type setting struct {
 
 const usageHead = `Usage: walmq-node [flags]
 
-walmq-node runs a walmq node: a single-voter broker on a data directory,
-serving the walmq gRPC API on TCP and on a unix socket. SIGINT or SIGTERM
-stops it gracefully: requests in flight are answered (for up to 10 s),
-then the broker is closed.
+walmq-node runs a walmq node on a data directory, serving the walmq gRPC
+API on TCP and on a unix socket. With no --peers it is a single node (a
+one-voter Raft group). With --peers it is a member of a cluster: start
+every member with the same --peers list, each with its own --node-id,
+--data and addresses, e.g.
+
+  walmq-node --node-id n1 --data D1 --listen 127.0.0.1:7421 \
+    --raft-addr 127.0.0.1:7521 \
+    --peers n1=127.0.0.1:7521,n2=127.0.0.1:7522,n3=127.0.0.1:7523
+
+--peers only bootstraps a new data directory; later membership changes go
+through "walmq cluster join/remove". SIGINT or SIGTERM stops the node
+gracefully: requests in flight are answered (for up to 10 s), then the
+node is closed.
 
 Each flag can also be set from the environment variable named beside it;
 a flag given on the command line wins.
@@ -55,12 +73,22 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		listen   = walmq.DefaultAddr
 		socket   = ""
 		logLevel = "info"
+		nodeID   = "node1"
+		raftAddr = ""
+		raftAdv  = ""
+		peers    = ""
+		adv      = ""
 	)
 	settings := []setting{
 		{"data", "WALMQ_DATA", "data directory", &data},
 		{"listen", "WALMQ_LISTEN", `TCP address to serve on ("" for none)`, &listen},
 		{"socket", "WALMQ_SOCKET", `unix socket path ("" for none; default <data>/walmq.sock)`, &socket},
 		{"log-level", "WALMQ_LOG_LEVEL", "trace, debug, info, warn, error or off", &logLevel},
+		{"node-id", "WALMQ_NODE_ID", "this node's id in the cluster", &nodeID},
+		{"raft-addr", "WALMQ_RAFT_ADDR", `host:port Raft listens on for its peers (default: this node's address in --peers; "" with no peers keeps Raft in memory)`, &raftAddr},
+		{"raft-advertise", "WALMQ_RAFT_ADVERTISE", "Raft address peers dial (default --raft-addr)", &raftAdv},
+		{"peers", "WALMQ_PEERS", "the voters of a new cluster: id=host:port,... (this node among them)", &peers},
+		{"advertise", "WALMQ_ADVERTISE", "client address other nodes forward requests to (default the --listen address, or unix://<socket>)", &adv},
 	}
 	socketSet := false
 	for _, s := range settings {
@@ -95,8 +123,13 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		socket = filepath.Join(data, "walmq.sock")
 	}
 
-	cfg := config{DataDir: data, Listen: listen, Socket: socket, LogLevel: hclog.LevelFromString(logLevel)}
-	if err := cfg.validate(logLevel); err != nil {
+	cfg := config{DataDir: data, Listen: listen, Socket: socket, LogLevel: hclog.LevelFromString(logLevel),
+		NodeID: nodeID, RaftAddr: raftAddr, RaftAdvertise: raftAdv, Advertise: adv}
+	err := parsePeers(&cfg, peers)
+	if err == nil {
+		err = cfg.validate(logLevel)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "walmq-node: %v\n", err)
 		return config{}, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -112,6 +145,38 @@ func (c config) validate(level string) error {
 		return errors.New("nothing to serve on: --listen and --socket are both empty")
 	case c.LogLevel == hclog.NoLevel:
 		return fmt.Errorf("invalid --log-level %q: use trace, debug, info, warn, error or off", level)
+	case c.NodeID == "":
+		return errors.New("--node-id must not be empty")
+	}
+	return nil
+}
+
+// parsePeers parses --peers ("id=host:port,...") into cfg.Peers and, when
+// --raft-addr is not given, takes this node's address from the list.
+func parsePeers(cfg *config, s string) error {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, item := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || id == "" || addr == "" {
+			return fmt.Errorf("invalid --peers entry %q: want id=host:port", item)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("invalid --peers entry %q: %v", item, err)
+		}
+		if seen[id] {
+			return fmt.Errorf("invalid --peers: %q appears twice", id)
+		}
+		seen[id] = true
+		cfg.Peers = append(cfg.Peers, walmq.Peer{ID: id, Addr: addr})
+		if id == cfg.NodeID && cfg.RaftAddr == "" {
+			cfg.RaftAddr = addr
+		}
+	}
+	if !seen[cfg.NodeID] {
+		return fmt.Errorf("--peers does not name this node (--node-id %q)", cfg.NodeID)
 	}
 	return nil
 }

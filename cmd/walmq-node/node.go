@@ -52,17 +52,22 @@ func serve(ctx context.Context, cfg config, log hclog.Logger) (err error) {
 		}
 	}()
 
-	b, err := walmq.Open(cfg.DataDir, walmq.Options{Logger: log})
+	b, err := walmq.Open(cfg.DataDir, walmq.Options{Logger: log, NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
+		RaftAdvertise: cfg.RaftAdvertise, Peers: cfg.Peers})
 	if err != nil {
 		return fmt.Errorf("open broker in %s: %w", cfg.DataDir, err)
 	}
-	srv, err := transport.NewServer(b.Node(), transport.Options{Listen: cfg.Listen, Socket: cfg.Socket, Logger: log.Named("transport")})
+	srv, err := transport.NewServer(b.Node(), transport.Options{Listen: cfg.Listen, Socket: cfg.Socket,
+		Advertise: cfg.Advertise, Logger: log.Named("transport")})
 	if err != nil {
 		b.Close()
 		return listenError(cfg, err)
 	}
 	started = true
-	where := []any{"data", cfg.DataDir}
+	where := []any{"node", cfg.NodeID, "data", cfg.DataDir}
+	if cfg.RaftAddr != "" {
+		where = append(where, "raft", cfg.RaftAddr)
+	}
 	if a := srv.TCPAddr(); a != nil {
 		where = append(where, "tcp", a.String())
 	}

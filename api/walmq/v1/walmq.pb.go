@@ -2410,11 +2410,14 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Suffrage      string                 `protobuf:"bytes,3,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
-	Leader        bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// address is the Raft address; client_address the gRPC one, once the
+	// node has announced it.
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Suffrage      string `protobuf:"bytes,3,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader        bool   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	ClientAddress string `protobuf:"bytes,5,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2475,6 +2478,13 @@ func (x *Member) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *Member) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
 }
 
 type StatusResponse struct {
@@ -2559,6 +2569,562 @@ func (x *StatusResponse) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+type JoinMemberRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// non_voter leaves the server a non-voter.
+	NonVoter      bool `protobuf:"varint,3,opt,name=non_voter,json=nonVoter,proto3" json:"non_voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinMemberRequest) Reset() {
+	*x = JoinMemberRequest{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinMemberRequest) ProtoMessage() {}
+
+func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
+func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *JoinMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinMemberRequest) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *JoinMemberRequest) GetNonVoter() bool {
+	if x != nil {
+		return x.NonVoter
+	}
+	return false
+}
+
+type JoinMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinMemberResponse) Reset() {
+	*x = JoinMemberResponse{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinMemberResponse) ProtoMessage() {}
+
+func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
+func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{46}
+}
+
+type RemoveMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RemoveMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemoveMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{48}
+}
+
+type TransferLeaderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the new leader; empty lets Raft choose the most current voter.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *TransferLeaderRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TransferLeaderResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+type ChecksumRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// partitions to digest, all when empty.
+	Partitions []uint32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// upto bounds each partition's digest, per partition in the order of
+	// partitions (or of the topic's partitions); empty: this node's end.
+	Upto          []uint64 `protobuf:"varint,3,rep,packed,name=upto,proto3" json:"upto,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChecksumRequest) Reset() {
+	*x = ChecksumRequest{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChecksumRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChecksumRequest) ProtoMessage() {}
+
+func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
+func (*ChecksumRequest) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ChecksumRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ChecksumRequest) GetPartitions() []uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *ChecksumRequest) GetUpto() []uint64 {
+	if x != nil {
+		return x.Upto
+	}
+	return nil
+}
+
+type PartitionChecksum struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The digest covers offsets [first, upto).
+	First uint64 `protobuf:"varint,2,opt,name=first,proto3" json:"first,omitempty"`
+	Upto  uint64 `protobuf:"varint,3,opt,name=upto,proto3" json:"upto,omitempty"`
+	// crc32c of every message's offset, key, headers, payload and
+	// timestamp, in offset order.
+	Crc32C        uint32 `protobuf:"varint,4,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	Messages      uint64 `protobuf:"varint,5,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionChecksum) Reset() {
+	*x = PartitionChecksum{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionChecksum) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionChecksum) ProtoMessage() {}
+
+func (x *PartitionChecksum) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionChecksum.ProtoReflect.Descriptor instead.
+func (*PartitionChecksum) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *PartitionChecksum) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionChecksum) GetFirst() uint64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *PartitionChecksum) GetUpto() uint64 {
+	if x != nil {
+		return x.Upto
+	}
+	return 0
+}
+
+func (x *PartitionChecksum) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
+}
+
+func (x *PartitionChecksum) GetMessages() uint64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+type ChecksumResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Partitions    []*PartitionChecksum   `protobuf:"bytes,3,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChecksumResponse) Reset() {
+	*x = ChecksumResponse{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChecksumResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChecksumResponse) ProtoMessage() {}
+
+func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChecksumResponse.ProtoReflect.Descriptor instead.
+func (*ChecksumResponse) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ChecksumResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ChecksumResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ChecksumResponse) GetPartitions() []*PartitionChecksum {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+type AnnounceMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ClientAddress string                 `protobuf:"bytes,2,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceMemberRequest) Reset() {
+	*x = AnnounceMemberRequest{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceMemberRequest) ProtoMessage() {}
+
+func (x *AnnounceMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceMemberRequest.ProtoReflect.Descriptor instead.
+func (*AnnounceMemberRequest) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *AnnounceMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AnnounceMemberRequest) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
+type AnnounceMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnnounceMemberResponse) Reset() {
+	*x = AnnounceMemberResponse{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnnounceMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnnounceMemberResponse) ProtoMessage() {}
+
+func (x *AnnounceMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnnounceMemberResponse.ProtoReflect.Descriptor instead.
+func (*AnnounceMemberResponse) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{55}
 }
 
 var File_walmq_v1_walmq_proto protoreflect.FileDescriptor
@@ -2719,22 +3285,57 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\x04timeB\x04\n" +
 	"\x02to\"\x14\n" +
 	"\x12ResetGroupResponse\"\x0f\n" +
-	"\rStatusRequest\"f\n" +
+	"\rStatusRequest\"\x8d\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\bR\x06leader\"\xba\x01\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12%\n" +
+	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"\xba\x01\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12*\n" +
-	"\amembers\x18\x06 \x03(\v2\x10.walmq.v1.MemberR\amembers*5\n" +
+	"\amembers\x18\x06 \x03(\v2\x10.walmq.v1.MemberR\amembers\"c\n" +
+	"\x11JoinMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1b\n" +
+	"\tnon_voter\x18\x03 \x01(\bR\bnonVoter\"\x14\n" +
+	"\x12JoinMemberResponse\"%\n" +
+	"\x13RemoveMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x14RemoveMemberResponse\"'\n" +
+	"\x15TransferLeaderRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"0\n" +
+	"\x16TransferLeaderResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\"[\n" +
+	"\x0fChecksumRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\rR\n" +
+	"partitions\x12\x12\n" +
+	"\x04upto\x18\x03 \x03(\x04R\x04upto\"\x8f\x01\n" +
+	"\x11PartitionChecksum\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x14\n" +
+	"\x05first\x18\x02 \x01(\x04R\x05first\x12\x12\n" +
+	"\x04upto\x18\x03 \x01(\x04R\x04upto\x12\x16\n" +
+	"\x06crc32c\x18\x04 \x01(\rR\x06crc32c\x12\x1a\n" +
+	"\bmessages\x18\x05 \x01(\x04R\bmessages\"\x8d\x01\n" +
+	"\x10ChecksumResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12;\n" +
+	"\n" +
+	"partitions\x18\x03 \x03(\v2\x1b.walmq.v1.PartitionChecksumR\n" +
+	"partitions\"N\n" +
+	"\x15AnnounceMemberRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
+	"\x0eclient_address\x18\x02 \x01(\tR\rclientAddress\"\x18\n" +
+	"\x16AnnounceMemberResponse*5\n" +
 	"\aStartAt\x12\x15\n" +
 	"\x11START_AT_EARLIEST\x10\x00\x12\x13\n" +
-	"\x0fSTART_AT_LATEST\x10\x012\xe9\t\n" +
+	"\x0fSTART_AT_LATEST\x10\x012\xee\f\n" +
 	"\x05Walmq\x12J\n" +
 	"\vCreateTopic\x12\x1c.walmq.v1.CreateTopicRequest\x1a\x1d.walmq.v1.CreateTopicResponse\x12J\n" +
 	"\vUpdateTopic\x12\x1c.walmq.v1.UpdateTopicRequest\x1a\x1d.walmq.v1.UpdateTopicResponse\x12J\n" +
@@ -2756,7 +3357,13 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\rDescribeGroup\x12\x1e.walmq.v1.DescribeGroupRequest\x1a\x1f.walmq.v1.DescribeGroupResponse\x12G\n" +
 	"\n" +
 	"ResetGroup\x12\x1b.walmq.v1.ResetGroupRequest\x1a\x1c.walmq.v1.ResetGroupResponse\x12;\n" +
-	"\x06Status\x12\x17.walmq.v1.StatusRequest\x1a\x18.walmq.v1.StatusResponseB-Z+github.com/walmq/walmq/api/walmq/v1;walmqv1b\x06proto3"
+	"\x06Status\x12\x17.walmq.v1.StatusRequest\x1a\x18.walmq.v1.StatusResponse\x12G\n" +
+	"\n" +
+	"JoinMember\x12\x1b.walmq.v1.JoinMemberRequest\x1a\x1c.walmq.v1.JoinMemberResponse\x12M\n" +
+	"\fRemoveMember\x12\x1d.walmq.v1.RemoveMemberRequest\x1a\x1e.walmq.v1.RemoveMemberResponse\x12S\n" +
+	"\x0eTransferLeader\x12\x1f.walmq.v1.TransferLeaderRequest\x1a .walmq.v1.TransferLeaderResponse\x12A\n" +
+	"\bChecksum\x12\x19.walmq.v1.ChecksumRequest\x1a\x1a.walmq.v1.ChecksumResponse\x12S\n" +
+	"\x0eAnnounceMember\x12\x1f.walmq.v1.AnnounceMemberRequest\x1a .walmq.v1.AnnounceMemberResponseB-Z+github.com/walmq/walmq/api/walmq/v1;walmqv1b\x06proto3"
 
 var (
 	file_walmq_v1_walmq_proto_rawDescOnce sync.Once
@@ -2771,61 +3378,72 @@ func file_walmq_v1_walmq_proto_rawDescGZIP() []byte {
 }
 
 var file_walmq_v1_walmq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_walmq_v1_walmq_proto_goTypes = []any{
-	(StartAt)(0),                  // 0: walmq.v1.StartAt
-	(*Header)(nil),                // 1: walmq.v1.Header
-	(*Message)(nil),               // 2: walmq.v1.Message
-	(*TopicConfig)(nil),           // 3: walmq.v1.TopicConfig
-	(*PartitionInfo)(nil),         // 4: walmq.v1.PartitionInfo
-	(*TopicInfo)(nil),             // 5: walmq.v1.TopicInfo
-	(*CreateTopicRequest)(nil),    // 6: walmq.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),   // 7: walmq.v1.CreateTopicResponse
-	(*UpdateTopicRequest)(nil),    // 8: walmq.v1.UpdateTopicRequest
-	(*UpdateTopicResponse)(nil),   // 9: walmq.v1.UpdateTopicResponse
-	(*DeleteTopicRequest)(nil),    // 10: walmq.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),   // 11: walmq.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),     // 12: walmq.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 13: walmq.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),  // 14: walmq.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil), // 15: walmq.v1.DescribeTopicResponse
-	(*PublishRequest)(nil),        // 16: walmq.v1.PublishRequest
-	(*PublishAck)(nil),            // 17: walmq.v1.PublishAck
-	(*PublishResponse)(nil),       // 18: walmq.v1.PublishResponse
-	(*Ref)(nil),                   // 19: walmq.v1.Ref
-	(*Delivery)(nil),              // 20: walmq.v1.Delivery
-	(*FetchRequest)(nil),          // 21: walmq.v1.FetchRequest
-	(*FetchResponse)(nil),         // 22: walmq.v1.FetchResponse
-	(*SubscribeRequest)(nil),      // 23: walmq.v1.SubscribeRequest
-	(*AckRequest)(nil),            // 24: walmq.v1.AckRequest
-	(*PartitionOffsets)(nil),      // 25: walmq.v1.PartitionOffsets
-	(*AckResponse)(nil),           // 26: walmq.v1.AckResponse
-	(*NackRequest)(nil),           // 27: walmq.v1.NackRequest
-	(*NackResponse)(nil),          // 28: walmq.v1.NackResponse
-	(*TermRequest)(nil),           // 29: walmq.v1.TermRequest
-	(*TermResponse)(nil),          // 30: walmq.v1.TermResponse
-	(*GroupConfig)(nil),           // 31: walmq.v1.GroupConfig
-	(*CreateGroupRequest)(nil),    // 32: walmq.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),   // 33: walmq.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),    // 34: walmq.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),   // 35: walmq.v1.DeleteGroupResponse
-	(*ListGroupsRequest)(nil),     // 36: walmq.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 37: walmq.v1.ListGroupsResponse
-	(*DescribeGroupRequest)(nil),  // 38: walmq.v1.DescribeGroupRequest
-	(*GroupPartition)(nil),        // 39: walmq.v1.GroupPartition
-	(*DescribeGroupResponse)(nil), // 40: walmq.v1.DescribeGroupResponse
-	(*ResetGroupRequest)(nil),     // 41: walmq.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),    // 42: walmq.v1.ResetGroupResponse
-	(*StatusRequest)(nil),         // 43: walmq.v1.StatusRequest
-	(*Member)(nil),                // 44: walmq.v1.Member
-	(*StatusResponse)(nil),        // 45: walmq.v1.StatusResponse
-	(*durationpb.Duration)(nil),   // 46: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 47: google.protobuf.Timestamp
+	(StartAt)(0),                   // 0: walmq.v1.StartAt
+	(*Header)(nil),                 // 1: walmq.v1.Header
+	(*Message)(nil),                // 2: walmq.v1.Message
+	(*TopicConfig)(nil),            // 3: walmq.v1.TopicConfig
+	(*PartitionInfo)(nil),          // 4: walmq.v1.PartitionInfo
+	(*TopicInfo)(nil),              // 5: walmq.v1.TopicInfo
+	(*CreateTopicRequest)(nil),     // 6: walmq.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),    // 7: walmq.v1.CreateTopicResponse
+	(*UpdateTopicRequest)(nil),     // 8: walmq.v1.UpdateTopicRequest
+	(*UpdateTopicResponse)(nil),    // 9: walmq.v1.UpdateTopicResponse
+	(*DeleteTopicRequest)(nil),     // 10: walmq.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),    // 11: walmq.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),      // 12: walmq.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),     // 13: walmq.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),   // 14: walmq.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),  // 15: walmq.v1.DescribeTopicResponse
+	(*PublishRequest)(nil),         // 16: walmq.v1.PublishRequest
+	(*PublishAck)(nil),             // 17: walmq.v1.PublishAck
+	(*PublishResponse)(nil),        // 18: walmq.v1.PublishResponse
+	(*Ref)(nil),                    // 19: walmq.v1.Ref
+	(*Delivery)(nil),               // 20: walmq.v1.Delivery
+	(*FetchRequest)(nil),           // 21: walmq.v1.FetchRequest
+	(*FetchResponse)(nil),          // 22: walmq.v1.FetchResponse
+	(*SubscribeRequest)(nil),       // 23: walmq.v1.SubscribeRequest
+	(*AckRequest)(nil),             // 24: walmq.v1.AckRequest
+	(*PartitionOffsets)(nil),       // 25: walmq.v1.PartitionOffsets
+	(*AckResponse)(nil),            // 26: walmq.v1.AckResponse
+	(*NackRequest)(nil),            // 27: walmq.v1.NackRequest
+	(*NackResponse)(nil),           // 28: walmq.v1.NackResponse
+	(*TermRequest)(nil),            // 29: walmq.v1.TermRequest
+	(*TermResponse)(nil),           // 30: walmq.v1.TermResponse
+	(*GroupConfig)(nil),            // 31: walmq.v1.GroupConfig
+	(*CreateGroupRequest)(nil),     // 32: walmq.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),    // 33: walmq.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),     // 34: walmq.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),    // 35: walmq.v1.DeleteGroupResponse
+	(*ListGroupsRequest)(nil),      // 36: walmq.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),     // 37: walmq.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),   // 38: walmq.v1.DescribeGroupRequest
+	(*GroupPartition)(nil),         // 39: walmq.v1.GroupPartition
+	(*DescribeGroupResponse)(nil),  // 40: walmq.v1.DescribeGroupResponse
+	(*ResetGroupRequest)(nil),      // 41: walmq.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),     // 42: walmq.v1.ResetGroupResponse
+	(*StatusRequest)(nil),          // 43: walmq.v1.StatusRequest
+	(*Member)(nil),                 // 44: walmq.v1.Member
+	(*StatusResponse)(nil),         // 45: walmq.v1.StatusResponse
+	(*JoinMemberRequest)(nil),      // 46: walmq.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),     // 47: walmq.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),    // 48: walmq.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 49: walmq.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 50: walmq.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 51: walmq.v1.TransferLeaderResponse
+	(*ChecksumRequest)(nil),        // 52: walmq.v1.ChecksumRequest
+	(*PartitionChecksum)(nil),      // 53: walmq.v1.PartitionChecksum
+	(*ChecksumResponse)(nil),       // 54: walmq.v1.ChecksumResponse
+	(*AnnounceMemberRequest)(nil),  // 55: walmq.v1.AnnounceMemberRequest
+	(*AnnounceMemberResponse)(nil), // 56: walmq.v1.AnnounceMemberResponse
+	(*durationpb.Duration)(nil),    // 57: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 58: google.protobuf.Timestamp
 }
 var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	1,  // 0: walmq.v1.Message.headers:type_name -> walmq.v1.Header
-	46, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
-	46, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
+	57, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
+	57, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 3: walmq.v1.TopicInfo.config:type_name -> walmq.v1.TopicConfig
 	4,  // 4: walmq.v1.TopicInfo.partitions:type_name -> walmq.v1.PartitionInfo
 	3,  // 5: walmq.v1.CreateTopicRequest.config:type_name -> walmq.v1.TopicConfig
@@ -2835,61 +3453,72 @@ var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	2,  // 9: walmq.v1.PublishRequest.messages:type_name -> walmq.v1.Message
 	17, // 10: walmq.v1.PublishResponse.acks:type_name -> walmq.v1.PublishAck
 	2,  // 11: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
-	46, // 12: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	57, // 12: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
 	20, // 13: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
 	19, // 14: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
 	25, // 15: walmq.v1.AckRequest.offsets:type_name -> walmq.v1.PartitionOffsets
 	19, // 16: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
-	46, // 17: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
+	57, // 17: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
 	19, // 18: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
 	0,  // 19: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
-	46, // 20: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
+	57, // 20: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
 	31, // 21: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
 	31, // 22: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
 	39, // 23: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
-	47, // 24: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
+	58, // 24: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
 	44, // 25: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
-	6,  // 26: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
-	8,  // 27: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
-	10, // 28: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
-	12, // 29: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
-	14, // 30: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
-	16, // 31: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
-	16, // 32: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
-	21, // 33: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
-	23, // 34: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
-	24, // 35: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
-	27, // 36: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
-	29, // 37: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
-	32, // 38: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
-	34, // 39: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
-	36, // 40: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
-	38, // 41: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
-	41, // 42: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
-	43, // 43: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
-	7,  // 44: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
-	9,  // 45: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
-	11, // 46: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
-	13, // 47: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
-	15, // 48: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
-	18, // 49: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
-	18, // 50: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
-	22, // 51: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
-	22, // 52: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
-	26, // 53: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
-	28, // 54: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
-	30, // 55: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
-	33, // 56: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
-	35, // 57: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
-	37, // 58: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
-	40, // 59: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
-	42, // 60: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
-	45, // 61: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
-	44, // [44:62] is the sub-list for method output_type
-	26, // [26:44] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	53, // 26: walmq.v1.ChecksumResponse.partitions:type_name -> walmq.v1.PartitionChecksum
+	6,  // 27: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
+	8,  // 28: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
+	10, // 29: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
+	12, // 30: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
+	14, // 31: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
+	16, // 32: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
+	16, // 33: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
+	21, // 34: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
+	23, // 35: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
+	24, // 36: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
+	27, // 37: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
+	29, // 38: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
+	32, // 39: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
+	34, // 40: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
+	36, // 41: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
+	38, // 42: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
+	41, // 43: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
+	43, // 44: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
+	46, // 45: walmq.v1.Walmq.JoinMember:input_type -> walmq.v1.JoinMemberRequest
+	48, // 46: walmq.v1.Walmq.RemoveMember:input_type -> walmq.v1.RemoveMemberRequest
+	50, // 47: walmq.v1.Walmq.TransferLeader:input_type -> walmq.v1.TransferLeaderRequest
+	52, // 48: walmq.v1.Walmq.Checksum:input_type -> walmq.v1.ChecksumRequest
+	55, // 49: walmq.v1.Walmq.AnnounceMember:input_type -> walmq.v1.AnnounceMemberRequest
+	7,  // 50: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
+	9,  // 51: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
+	11, // 52: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
+	13, // 53: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
+	15, // 54: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
+	18, // 55: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
+	18, // 56: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
+	22, // 57: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
+	22, // 58: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
+	26, // 59: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
+	28, // 60: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
+	30, // 61: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
+	33, // 62: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
+	35, // 63: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
+	37, // 64: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
+	40, // 65: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
+	42, // 66: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
+	45, // 67: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
+	47, // 68: walmq.v1.Walmq.JoinMember:output_type -> walmq.v1.JoinMemberResponse
+	49, // 69: walmq.v1.Walmq.RemoveMember:output_type -> walmq.v1.RemoveMemberResponse
+	51, // 70: walmq.v1.Walmq.TransferLeader:output_type -> walmq.v1.TransferLeaderResponse
+	54, // 71: walmq.v1.Walmq.Checksum:output_type -> walmq.v1.ChecksumResponse
+	56, // 72: walmq.v1.Walmq.AnnounceMember:output_type -> walmq.v1.AnnounceMemberResponse
+	50, // [50:73] is the sub-list for method output_type
+	27, // [27:50] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_walmq_v1_walmq_proto_init() }
@@ -2908,7 +3537,7 @@ func file_walmq_v1_walmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_walmq_v1_walmq_proto_rawDesc), len(file_walmq_v1_walmq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

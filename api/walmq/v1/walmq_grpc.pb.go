@@ -22,24 +22,29 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Walmq_CreateTopic_FullMethodName   = "/walmq.v1.Walmq/CreateTopic"
-	Walmq_UpdateTopic_FullMethodName   = "/walmq.v1.Walmq/UpdateTopic"
-	Walmq_DeleteTopic_FullMethodName   = "/walmq.v1.Walmq/DeleteTopic"
-	Walmq_ListTopics_FullMethodName    = "/walmq.v1.Walmq/ListTopics"
-	Walmq_DescribeTopic_FullMethodName = "/walmq.v1.Walmq/DescribeTopic"
-	Walmq_Publish_FullMethodName       = "/walmq.v1.Walmq/Publish"
-	Walmq_PublishStream_FullMethodName = "/walmq.v1.Walmq/PublishStream"
-	Walmq_Fetch_FullMethodName         = "/walmq.v1.Walmq/Fetch"
-	Walmq_Subscribe_FullMethodName     = "/walmq.v1.Walmq/Subscribe"
-	Walmq_Ack_FullMethodName           = "/walmq.v1.Walmq/Ack"
-	Walmq_Nack_FullMethodName          = "/walmq.v1.Walmq/Nack"
-	Walmq_Term_FullMethodName          = "/walmq.v1.Walmq/Term"
-	Walmq_CreateGroup_FullMethodName   = "/walmq.v1.Walmq/CreateGroup"
-	Walmq_DeleteGroup_FullMethodName   = "/walmq.v1.Walmq/DeleteGroup"
-	Walmq_ListGroups_FullMethodName    = "/walmq.v1.Walmq/ListGroups"
-	Walmq_DescribeGroup_FullMethodName = "/walmq.v1.Walmq/DescribeGroup"
-	Walmq_ResetGroup_FullMethodName    = "/walmq.v1.Walmq/ResetGroup"
-	Walmq_Status_FullMethodName        = "/walmq.v1.Walmq/Status"
+	Walmq_CreateTopic_FullMethodName    = "/walmq.v1.Walmq/CreateTopic"
+	Walmq_UpdateTopic_FullMethodName    = "/walmq.v1.Walmq/UpdateTopic"
+	Walmq_DeleteTopic_FullMethodName    = "/walmq.v1.Walmq/DeleteTopic"
+	Walmq_ListTopics_FullMethodName     = "/walmq.v1.Walmq/ListTopics"
+	Walmq_DescribeTopic_FullMethodName  = "/walmq.v1.Walmq/DescribeTopic"
+	Walmq_Publish_FullMethodName        = "/walmq.v1.Walmq/Publish"
+	Walmq_PublishStream_FullMethodName  = "/walmq.v1.Walmq/PublishStream"
+	Walmq_Fetch_FullMethodName          = "/walmq.v1.Walmq/Fetch"
+	Walmq_Subscribe_FullMethodName      = "/walmq.v1.Walmq/Subscribe"
+	Walmq_Ack_FullMethodName            = "/walmq.v1.Walmq/Ack"
+	Walmq_Nack_FullMethodName           = "/walmq.v1.Walmq/Nack"
+	Walmq_Term_FullMethodName           = "/walmq.v1.Walmq/Term"
+	Walmq_CreateGroup_FullMethodName    = "/walmq.v1.Walmq/CreateGroup"
+	Walmq_DeleteGroup_FullMethodName    = "/walmq.v1.Walmq/DeleteGroup"
+	Walmq_ListGroups_FullMethodName     = "/walmq.v1.Walmq/ListGroups"
+	Walmq_DescribeGroup_FullMethodName  = "/walmq.v1.Walmq/DescribeGroup"
+	Walmq_ResetGroup_FullMethodName     = "/walmq.v1.Walmq/ResetGroup"
+	Walmq_Status_FullMethodName         = "/walmq.v1.Walmq/Status"
+	Walmq_JoinMember_FullMethodName     = "/walmq.v1.Walmq/JoinMember"
+	Walmq_RemoveMember_FullMethodName   = "/walmq.v1.Walmq/RemoveMember"
+	Walmq_TransferLeader_FullMethodName = "/walmq.v1.Walmq/TransferLeader"
+	Walmq_Checksum_FullMethodName       = "/walmq.v1.Walmq/Checksum"
+	Walmq_AnnounceMember_FullMethodName = "/walmq.v1.Walmq/AnnounceMember"
 )
 
 // WalmqClient is the client API for Walmq service.
@@ -77,6 +82,20 @@ type WalmqClient interface {
 	DescribeGroup(ctx context.Context, in *DescribeGroupRequest, opts ...grpc.CallOption) (*DescribeGroupResponse, error)
 	ResetGroup(ctx context.Context, in *ResetGroupRequest, opts ...grpc.CallOption) (*ResetGroupResponse, error)
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Cluster membership. Join adds a server as a non-voter, waits until it
+	// has caught up with the leader's log, then promotes it to voter.
+	// Remove refuses to remove a voter when the voters left could not form
+	// a quorum with the servers now reachable.
+	JoinMember(ctx context.Context, in *JoinMemberRequest, opts ...grpc.CallOption) (*JoinMemberResponse, error)
+	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
+	// Checksum digests a partition's retained messages below an offset, on
+	// this node (it waits until it has applied that far): replicas agree
+	// when their digests do.
+	Checksum(ctx context.Context, in *ChecksumRequest, opts ...grpc.CallOption) (*ChecksumResponse, error)
+	// AnnounceMember records a node's client address in the replicated
+	// state, so that every node can forward to the leader. Nodes call it.
+	AnnounceMember(ctx context.Context, in *AnnounceMemberRequest, opts ...grpc.CallOption) (*AnnounceMemberResponse, error)
 }
 
 type walmqClient struct {
@@ -279,6 +298,56 @@ func (c *walmqClient) Status(ctx context.Context, in *StatusRequest, opts ...grp
 	return out, nil
 }
 
+func (c *walmqClient) JoinMember(ctx context.Context, in *JoinMemberRequest, opts ...grpc.CallOption) (*JoinMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinMemberResponse)
+	err := c.cc.Invoke(ctx, Walmq_JoinMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walmqClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveMemberResponse)
+	err := c.cc.Invoke(ctx, Walmq_RemoveMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walmqClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Walmq_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walmqClient) Checksum(ctx context.Context, in *ChecksumRequest, opts ...grpc.CallOption) (*ChecksumResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChecksumResponse)
+	err := c.cc.Invoke(ctx, Walmq_Checksum_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *walmqClient) AnnounceMember(ctx context.Context, in *AnnounceMemberRequest, opts ...grpc.CallOption) (*AnnounceMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AnnounceMemberResponse)
+	err := c.cc.Invoke(ctx, Walmq_AnnounceMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WalmqServer is the server API for Walmq service.
 // All implementations must embed UnimplementedWalmqServer
 // for forward compatibility.
@@ -314,6 +383,20 @@ type WalmqServer interface {
 	DescribeGroup(context.Context, *DescribeGroupRequest) (*DescribeGroupResponse, error)
 	ResetGroup(context.Context, *ResetGroupRequest) (*ResetGroupResponse, error)
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Cluster membership. Join adds a server as a non-voter, waits until it
+	// has caught up with the leader's log, then promotes it to voter.
+	// Remove refuses to remove a voter when the voters left could not form
+	// a quorum with the servers now reachable.
+	JoinMember(context.Context, *JoinMemberRequest) (*JoinMemberResponse, error)
+	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	// Checksum digests a partition's retained messages below an offset, on
+	// this node (it waits until it has applied that far): replicas agree
+	// when their digests do.
+	Checksum(context.Context, *ChecksumRequest) (*ChecksumResponse, error)
+	// AnnounceMember records a node's client address in the replicated
+	// state, so that every node can forward to the leader. Nodes call it.
+	AnnounceMember(context.Context, *AnnounceMemberRequest) (*AnnounceMemberResponse, error)
 	mustEmbedUnimplementedWalmqServer()
 }
 
@@ -377,6 +460,21 @@ func (UnimplementedWalmqServer) ResetGroup(context.Context, *ResetGroupRequest) 
 }
 func (UnimplementedWalmqServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedWalmqServer) JoinMember(context.Context, *JoinMemberRequest) (*JoinMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JoinMember not implemented")
+}
+func (UnimplementedWalmqServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
+}
+func (UnimplementedWalmqServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedWalmqServer) Checksum(context.Context, *ChecksumRequest) (*ChecksumResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Checksum not implemented")
+}
+func (UnimplementedWalmqServer) AnnounceMember(context.Context, *AnnounceMemberRequest) (*AnnounceMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AnnounceMember not implemented")
 }
 func (UnimplementedWalmqServer) mustEmbedUnimplementedWalmqServer() {}
 func (UnimplementedWalmqServer) testEmbeddedByValue()               {}
@@ -705,6 +803,96 @@ func _Walmq_Status_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Walmq_JoinMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalmqServer).JoinMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Walmq_JoinMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalmqServer).JoinMember(ctx, req.(*JoinMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Walmq_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalmqServer).RemoveMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Walmq_RemoveMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalmqServer).RemoveMember(ctx, req.(*RemoveMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Walmq_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalmqServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Walmq_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalmqServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Walmq_Checksum_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChecksumRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalmqServer).Checksum(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Walmq_Checksum_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalmqServer).Checksum(ctx, req.(*ChecksumRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Walmq_AnnounceMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AnnounceMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalmqServer).AnnounceMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Walmq_AnnounceMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalmqServer).AnnounceMember(ctx, req.(*AnnounceMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Walmq_ServiceDesc is the grpc.ServiceDesc for Walmq service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -775,6 +963,26 @@ var Walmq_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Walmq_Status_Handler,
+		},
+		{
+			MethodName: "JoinMember",
+			Handler:    _Walmq_JoinMember_Handler,
+		},
+		{
+			MethodName: "RemoveMember",
+			Handler:    _Walmq_RemoveMember_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Walmq_TransferLeader_Handler,
+		},
+		{
+			MethodName: "Checksum",
+			Handler:    _Walmq_Checksum_Handler,
+		},
+		{
+			MethodName: "AnnounceMember",
+			Handler:    _Walmq_AnnounceMember_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
