@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,9 @@ type Config struct {
 	// (default 10240).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// SnapshotInterval is how often Raft checks SnapshotThreshold
+	// (default 10 s).
+	SnapshotInterval time.Duration
 
 	// RaftAddr is the host:port Raft listens on for its peers. Empty (and
 	// no StreamLayer): a single node whose Raft traffic stays in memory;
@@ -88,6 +92,10 @@ type Config struct {
 	// new directory bootstraps as a single voter. An existing directory
 	// ignores it: membership then changes only through Join and Remove.
 	Peers []Peer
+	// NoBootstrap leaves a new data directory without any configuration:
+	// the node waits to be added to a running cluster (AddLearner on its
+	// leader) instead of electing itself.
+	NoBootstrap bool
 	// HeartbeatTimeout and ElectionTimeout of Raft when it has peers
 	// (default 500 ms each; a single voter elects itself at once).
 	HeartbeatTimeout time.Duration
@@ -124,6 +132,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
 	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = 10 * time.Second
+	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
 	}
@@ -148,10 +159,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RaftAdvertise == "" {
 		c.RaftAdvertise = c.RaftAddr
 	}
+	if (len(c.Peers) > 0 || c.NoBootstrap) && c.RaftAddr == "" && c.StreamLayer == nil {
+		return c, errors.New("cluster: Peers and NoBootstrap need a RaftAddr")
+	}
 	if len(c.Peers) > 0 {
-		if c.RaftAddr == "" && c.StreamLayer == nil {
-			return c, errors.New("cluster: Peers need a RaftAddr")
-		}
 		seen, self := map[string]bool{}, false
 		for _, p := range c.Peers {
 			if p.ID == "" || p.Addr == "" || seen[p.ID] {
@@ -236,13 +247,27 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	go n.acks.run()
 	go n.retentionLoop()
 	go n.watchLeadership()
-	if !n.clustered() {
+	if !n.clustered() || (len(cfg.Peers) == 0 && !cfg.NoBootstrap && n.singleVoter()) {
 		if err := n.waitReady(ctx); err != nil {
 			n.shutdown()
 			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// singleVoter reports whether this node is the only voter.
+func (n *Node) singleVoter() bool {
+	servers := n.servers()
+	voters := 0
+	for _, s := range servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	return voters == 1 && slices.ContainsFunc(servers, func(s raft.Server) bool {
+		return s.Suffrage == raft.Voter && string(s.ID) == n.cfg.NodeID
+	})
 }
 
 // clustered reports whether Raft talks to peers over a network.
@@ -296,7 +321,7 @@ func (n *Node) open() error {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	// Check often: the replay after a crash is bounded by what the last
 	// snapshot left behind, and a snapshot costs a link per segment.
-	rc.SnapshotInterval = 10 * time.Second
+	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	// Followers learn the commit index within CommitTimeout when the
 	// leader is idle.
@@ -306,7 +331,10 @@ func (n *Node) open() error {
 		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 		rc.ElectionTimeout = cfg.ElectionTimeout
 		rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
-		tc := &raft.NetworkTransportConfig{Stream: cfg.StreamLayer, MaxPool: 3, Timeout: 10 * time.Second,
+		// Timeout bounds an RPC's I/O (snapshots get more in proportion
+		// to their size): a partitioned peer's heartbeats fail after it,
+		// which is what RemoveMember's quorum check sees.
+		tc := &raft.NetworkTransportConfig{Stream: cfg.StreamLayer, MaxPool: 3, Timeout: 2 * time.Second,
 			Logger: cfg.Logger.Named("raft-net")}
 		var nt *raft.NetworkTransport
 		if cfg.StreamLayer != nil {
@@ -332,7 +360,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	if !has {
+	if !has && !cfg.NoBootstrap {
 		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
 		if len(cfg.Peers) > 0 {
 			conf.Servers = nil
