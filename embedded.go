@@ -47,6 +47,9 @@ type Options struct {
 	RaftAddr      string
 	RaftAdvertise string
 	Peers         []Peer
+	// NoBootstrap: a new data directory waits to be added to a running
+	// cluster instead of electing itself (see cluster.Config).
+	NoBootstrap bool
 }
 
 // Peer is one server of a cluster: its node id and Raft address.
@@ -96,6 +99,7 @@ func Open(dir string, opts Options) (*Embedded, error) {
 		RaftAddr:          opts.RaftAddr,
 		RaftAdvertise:     opts.RaftAdvertise,
 		Peers:             opts.Peers,
+		NoBootstrap:       opts.NoBootstrap,
 	})
 	if err != nil {
 		return nil, err

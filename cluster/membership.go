@@ -220,6 +220,9 @@ func (n *Node) AddLearner(ctx context.Context, id, addr string) error {
 	if id == "" || addr == "" {
 		return fmt.Errorf("%w: a member needs an id and a Raft address", ErrInvalidArgument)
 	}
+	if !n.clustered() {
+		return fmt.Errorf("%w: this node keeps Raft in memory: restart it with a Raft address (walmq-node --raft-addr) before others join", ErrInvalidArgument)
+	}
 	for _, s := range n.servers() {
 		if s.ID == raft.ServerID(id) && s.Address == raft.ServerAddress(addr) {
 			return nil // already a member at that address

@@ -28,6 +28,7 @@ type config struct {
 	RaftAdvertise string       // --raft-advertise, WALMQ_RAFT_ADVERTISE
 	Peers         []walmq.Peer // --peers, WALMQ_PEERS
 	Advertise     string       // --advertise, WALMQ_ADVERTISE: the client address other nodes forward to
+	Join          string       // --join, WALMQ_JOIN: a member's client address to ask to add this node
 }
 
 // errUsage marks an error in the command line: the usage was printed and
@@ -54,7 +55,9 @@ every member with the same --peers list, each with its own --node-id,
     --peers n1=127.0.0.1:7521,n2=127.0.0.1:7522,n3=127.0.0.1:7523
 
 --peers only bootstraps a new data directory; later membership changes go
-through "walmq cluster join/remove". SIGINT or SIGTERM stops the node
+through "walmq cluster join/remove". A node started with --join ADDR and
+--raft-addr asks the member at ADDR to add it: a single node grows into a
+cluster this way, without re-ingesting its data. SIGINT or SIGTERM stops the node
 gracefully: requests in flight are answered (for up to 10 s), then the
 node is closed.
 
@@ -78,6 +81,7 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		raftAdv  = ""
 		peers    = ""
 		adv      = ""
+		join     = ""
 	)
 	settings := []setting{
 		{"data", "WALMQ_DATA", "data directory", &data},
@@ -88,6 +92,7 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		{"raft-addr", "WALMQ_RAFT_ADDR", `host:port Raft listens on for its peers (default: this node's address in --peers; "" with no peers keeps Raft in memory)`, &raftAddr},
 		{"raft-advertise", "WALMQ_RAFT_ADVERTISE", "Raft address peers dial (default --raft-addr)", &raftAdv},
 		{"peers", "WALMQ_PEERS", "the voters of a new cluster: id=host:port,... (this node among them)", &peers},
+		{"join", "WALMQ_JOIN", "client address (host:port or unix:///path) of a running cluster's member: a new data directory joins that cluster (as a non-voter that is promoted once it has caught up) instead of starting its own", &join},
 		{"advertise", "WALMQ_ADVERTISE", "client address other nodes forward requests to (default the --listen address, or unix://<socket>)", &adv},
 	}
 	socketSet := false
@@ -124,7 +129,7 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 	}
 
 	cfg := config{DataDir: data, Listen: listen, Socket: socket, LogLevel: hclog.LevelFromString(logLevel),
-		NodeID: nodeID, RaftAddr: raftAddr, RaftAdvertise: raftAdv, Advertise: adv}
+		NodeID: nodeID, RaftAddr: raftAddr, RaftAdvertise: raftAdv, Advertise: adv, Join: join}
 	err := parsePeers(&cfg, peers)
 	if err == nil {
 		err = cfg.validate(logLevel)
@@ -147,6 +152,10 @@ func (c config) validate(level string) error {
 		return fmt.Errorf("invalid --log-level %q: use trace, debug, info, warn, error or off", level)
 	case c.NodeID == "":
 		return errors.New("--node-id must not be empty")
+	case c.Join != "" && len(c.Peers) > 0:
+		return errors.New("--join and --peers exclude each other: --peers starts a new cluster, --join enters a running one")
+	case c.Join != "" && c.RaftAddr == "":
+		return errors.New("--join needs --raft-addr (the address the cluster reaches this node's Raft at)")
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func serve(ctx context.Context, cfg config, log hclog.Logger) (err error) {
 	}()
 
 	b, err := walmq.Open(cfg.DataDir, walmq.Options{Logger: log, NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
-		RaftAdvertise: cfg.RaftAdvertise, Peers: cfg.Peers})
+		RaftAdvertise: cfg.RaftAdvertise, Peers: cfg.Peers, NoBootstrap: cfg.Join != ""})
 	if err != nil {
 		return fmt.Errorf("open broker in %s: %w", cfg.DataDir, err)
 	}
@@ -78,6 +78,14 @@ func serve(ctx context.Context, cfg config, log hclog.Logger) (err error) {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	joinCtx, stopJoin := context.WithCancel(ctx)
+	joined := make(chan struct{})
+	go func() {
+		defer close(joined)
+		if cfg.Join != "" {
+			joinCluster(joinCtx, cfg, b.Node(), log)
+		}
+	}()
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -90,6 +98,8 @@ func serve(ctx context.Context, cfg config, log hclog.Logger) (err error) {
 		runErr = fmt.Errorf("node failed: %w", b.Node().Err())
 		log.Error("node failed, shutting down", "error", runErr)
 	}
+	stopJoin()
+	<-joined
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	srv.Stop(stopCtx)
 	cancel()
