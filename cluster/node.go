@@ -503,8 +503,13 @@ func (n *Node) await(ctx context.Context, f raft.ApplyFuture) (any, error) {
 
 func raftError(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Refused before it reached the log.
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		// In the log, not known to be committed: a later leader may
+		// still commit it.
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
