@@ -2,17 +2,23 @@ package walmq
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -34,6 +40,21 @@ type DialOptions struct {
 	Linger time.Duration
 	// MaxRequestBytes bounds one request or response (default 64 MiB).
 	MaxRequestBytes int
+	// RetryFor is how long Publish and PublishTo keep retrying through a
+	// leader change or the loss of the node they talk to (default 15 s;
+	// negative: no retries). A publish refused before it was stored (no
+	// leader) is always retried; one whose outcome is unknown (the
+	// connection or the leadership was lost while it committed) only when
+	// every message has an ID, so that the topic's dedup window turns a
+	// second copy into a duplicate ack. PublishAsync does not retry: it
+	// reports each batch's error, and the caller retries with the same
+	// IDs, in the order it wants.
+	RetryFor time.Duration
+	// AutoID gives every published message without an ID a unique one
+	// (this client's random prefix and a counter), so that every publish
+	// can be retried. IDs cost memory in the topic's dedup table for its
+	// dedup window.
+	AutoID bool
 }
 
 // Client is a Broker on a remote node, over gRPC: the same interface as
@@ -46,6 +67,9 @@ type Client struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 
+	idPrefix string // AutoID's; "" when off
+	idSeq    atomic.Uint64
+
 	mu        sync.Mutex
 	queues    map[queueKey]*pubQueue
 	stream    *pubStream
@@ -56,8 +80,12 @@ type Client struct {
 
 var _ Broker = (*Client)(nil)
 
-// Dial connects to a node at addr: "host:port", or "unix:///path/to.sock"
-// for a unix socket. It returns once the node answers.
+// Dial connects to a node at addr: "host:port", "unix:///path/to.sock" for
+// a unix socket, or a comma-separated list of host:port addresses of a
+// cluster's nodes. It returns once a node answers. With TCP addresses the
+// client also learns the client addresses the cluster's members announced,
+// and when the node it talks to goes away it moves to the next one that
+// answers (any node serves: followers forward to the leader).
 func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1000
@@ -65,24 +93,144 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 	if opts.MaxRequestBytes <= 0 {
 		opts.MaxRequestBytes = 64 << 20
 	}
-	target := addr
-	if !strings.HasPrefix(addr, "unix:") {
-		target = "passthrough:///" + addr
+	if opts.RetryFor == 0 {
+		opts.RetryFor = 15 * time.Second
 	}
-	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes)))
+	var addrs []string
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%w: no address to dial", ErrInvalidArgument)
+	}
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes))}
+	var (
+		target string
+		res    *manual.Resolver
+	)
+	if len(addrs) == 1 && strings.HasPrefix(addrs[0], "unix:") {
+		target = addrs[0]
+	} else {
+		// A static list, tried in order by pick_first: the channel moves
+		// to the next address when the one it uses fails.
+		res = manual.NewBuilderWithScheme("walmq")
+		res.InitialState(resolver.State{Addresses: resolverAddrs(addrs)})
+		target = "walmq:///cluster"
+		dialOpts = append(dialOpts, grpc.WithResolvers(res))
+	}
+	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("walmq: dial %s: %w", addr, err)
 	}
 	c := &Client{opts: opts, conn: conn, api: pb.NewWalmqClient(conn), queues: map[queueKey]*pubQueue{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if _, err := c.api.Status(ctx, &pb.StatusRequest{}); err != nil {
+	st, err := c.api.Status(ctx, &pb.StatusRequest{}, grpc.WaitForReady(len(addrs) > 1))
+	if err != nil {
 		conn.Close()
 		c.cancel()
 		return nil, fmt.Errorf("walmq: dial %s: %w", addr, transport.FromStatus(err))
 	}
+	if res != nil {
+		// Add the members' announced addresses after the ones given.
+		known := map[string]bool{}
+		for _, a := range addrs {
+			known[a] = true
+		}
+		for _, m := range st.GetMembers() {
+			if a := m.GetClientAddress(); a != "" && !known[a] && !strings.HasPrefix(a, "unix:") {
+				known[a] = true
+				addrs = append(addrs, a)
+			}
+		}
+		res.UpdateState(resolver.State{Addresses: resolverAddrs(addrs)})
+	}
+	if opts.AutoID {
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			conn.Close()
+			c.cancel()
+			return nil, err
+		}
+		c.idPrefix = hex.EncodeToString(b[:]) + "-"
+	}
 	return c, nil
+}
+
+func resolverAddrs(addrs []string) []resolver.Address {
+	out := make([]resolver.Address, len(addrs))
+	for i, a := range addrs {
+		out[i] = resolver.Address{Addr: a}
+	}
+	return out
+}
+
+// withIDs gives messages without an ID one of this client's, when AutoID
+// is on; it copies msgs rather than changing the caller's slice.
+func (c *Client) withIDs(msgs []Message) []Message {
+	if c.idPrefix == "" {
+		return msgs
+	}
+	var out []Message
+	for i := range msgs {
+		if msgs[i].ID != "" {
+			continue
+		}
+		if out == nil {
+			out = append([]Message(nil), msgs...)
+		}
+		out[i].ID = c.idPrefix + strconv.FormatUint(c.idSeq.Add(1), 36)
+	}
+	if out == nil {
+		return msgs
+	}
+	return out
+}
+
+// retryable reports whether a failed publish of msgs may be sent again:
+// always when it was refused before being stored, and when its outcome is
+// unknown only if every message has an ID (a stored copy then makes the
+// retry a duplicate ack, within the topic's dedup window).
+func retryable(err error, msgs []Message) bool {
+	if errors.Is(err, ErrNotLeader) {
+		return true
+	}
+	if !errors.Is(err, ErrTimeout) && !errors.Is(err, transport.ErrUnavailable) && !errors.Is(err, ErrClosed) {
+		return false
+	}
+	for i := range msgs {
+		if msgs[i].ID == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// publishRetry sends req until it succeeds, fails for good, ctx is done or
+// RetryFor has passed.
+func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs []Message) ([]PublishAck, error) {
+	deadline := time.Now().Add(c.opts.RetryFor)
+	backoff := 20 * time.Millisecond
+	for {
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		r, err := c.api.Publish(actx, req, grpc.WaitForReady(c.opts.RetryFor > 0))
+		cancel()
+		if err == nil {
+			return acksFrom(r.GetAcks()), nil
+		}
+		err = wrap(err)
+		if c.opts.RetryFor < 0 || !retryable(err, msgs) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
 }
 
 // Close sends what PublishAsync queued, waits for the answers, and closes
@@ -120,10 +268,13 @@ type NodeStatus struct {
 	Members      []NodeMember
 }
 
-// NodeMember is one server of the Raft group.
+// NodeMember is one server of the Raft group: its id, Raft address and
+// suffrage, whether it leads, and the client address it announced ("" until
+// it has).
 type NodeMember struct {
 	ID, Address, Suffrage string
 	Leader                bool
+	ClientAddr            string
 }
 
 // Status reports the node's role, leader, term, applied index and members.
@@ -134,7 +285,8 @@ func (c *Client) Status(ctx context.Context) (NodeStatus, error) {
 	}
 	st := NodeStatus{NodeID: r.GetNodeId(), Role: r.GetRole(), Leader: r.GetLeader(), Term: r.GetTerm(), AppliedIndex: r.GetAppliedIndex()}
 	for _, m := range r.GetMembers() {
-		st.Members = append(st.Members, NodeMember{ID: m.GetId(), Address: m.GetAddress(), Suffrage: m.GetSuffrage(), Leader: m.GetLeader()})
+		st.Members = append(st.Members, NodeMember{ID: m.GetId(), Address: m.GetAddress(), Suffrage: m.GetSuffrage(), Leader: m.GetLeader(),
+			ClientAddr: m.GetClientAddress()})
 	}
 	return st, nil
 }
@@ -237,11 +389,8 @@ func acksFrom(as []*pb.PublishAck) []PublishAck {
 
 // Publish implements Broker.
 func (c *Client) Publish(ctx context.Context, topic string, msgs ...Message) ([]PublishAck, error) {
-	r, err := c.api.Publish(ctx, &pb.PublishRequest{Topic: topic, Messages: messagesPB(msgs)})
-	if err != nil {
-		return nil, wrap(err)
-	}
-	return acksFrom(r.GetAcks()), nil
+	msgs = c.withIDs(msgs)
+	return c.publishRetry(ctx, &pb.PublishRequest{Topic: topic, Messages: messagesPB(msgs)}, msgs)
 }
 
 // PublishTo implements Broker.
@@ -250,11 +399,8 @@ func (c *Client) PublishTo(ctx context.Context, topic string, partition int, msg
 	if partition < 0 || int(p) != partition {
 		return nil, fmt.Errorf("%w: partition %d", ErrPartitionRange, partition)
 	}
-	r, err := c.api.Publish(ctx, &pb.PublishRequest{Topic: topic, Partition: &p, Messages: messagesPB(msgs)})
-	if err != nil {
-		return nil, wrap(err)
-	}
-	return acksFrom(r.GetAcks()), nil
+	msgs = c.withIDs(msgs)
+	return c.publishRetry(ctx, &pb.PublishRequest{Topic: topic, Partition: &p, Messages: messagesPB(msgs)}, msgs)
 }
 
 // CreateGroup implements Broker.
@@ -467,7 +613,7 @@ func (c *Client) PublishAsync(ctx context.Context, topic string, partition int, 
 		q = &pubQueue{}
 		c.queues[k] = q
 	}
-	q.msgs = append(q.msgs, msgs...)
+	q.msgs = append(q.msgs, c.withIDs(msgs)...)
 	q.dones = append(q.dones, queuedDone{len(msgs), done})
 	start := !q.flushing
 	q.flushing = true

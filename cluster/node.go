@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -336,18 +335,14 @@ func (n *Node) open() error {
 		// which is what RemoveMember's quorum check sees.
 		tc := &raft.NetworkTransportConfig{Stream: cfg.StreamLayer, MaxPool: 3, Timeout: 2 * time.Second,
 			Logger: cfg.Logger.Named("raft-net")}
-		var nt *raft.NetworkTransport
-		if cfg.StreamLayer != nil {
-			nt = raft.NewNetworkTransportWithConfig(tc)
-		} else {
-			adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
+		if tc.Stream == nil {
+			tcp, err := newTCPStream(cfg.RaftAddr, cfg.RaftAdvertise)
 			if err != nil {
-				return fmt.Errorf("cluster: raft advertise address: %w", err)
+				return err
 			}
-			if nt, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, tc); err != nil {
-				return fmt.Errorf("cluster: raft listen on %s: %w", cfg.RaftAddr, err)
-			}
+			tc.Stream = tcp
 		}
+		nt := raft.NewNetworkTransportWithConfig(tc)
 		n.trans, addr = nt, nt.LocalAddr()
 	} else {
 		// One voter: nobody to wait for, so elect at once.

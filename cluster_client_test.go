@@ -1,0 +1,209 @@
+package walmq_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walmq/walmq"
+	"github.com/walmq/walmq/transport"
+)
+
+// freePorts returns n TCP ports on 127.0.0.1 that were free a moment ago.
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// member is one node of an in-process three-node cluster that serves the
+// gRPC API on 127.0.0.1.
+type member struct {
+	id     string
+	e      *walmq.Embedded
+	srv    *transport.Server
+	served chan error
+	once   sync.Once
+}
+
+func (m *member) stop() {
+	m.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m.srv.Stop(ctx)
+		<-m.served
+		m.e.Close()
+	})
+}
+
+func startCluster(t *testing.T) []*member {
+	t.Helper()
+	raftAddrs, clientAddrs := freePorts(t, 3), freePorts(t, 3)
+	var peers []walmq.Peer
+	for i := range 3 {
+		peers = append(peers, walmq.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: raftAddrs[i]})
+	}
+	base := t.TempDir()
+	ms := make([]*member, 3)
+	for i := range 3 {
+		id := peers[i].ID
+		e, err := walmq.Open(filepath.Join(base, id), walmq.Options{NodeID: id, RaftAddr: raftAddrs[i], Peers: peers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := transport.NewServer(e.Node(), transport.Options{Listen: clientAddrs[i]})
+		if err != nil {
+			e.Close()
+			t.Fatal(err)
+		}
+		m := &member{id: id, e: e, srv: srv, served: make(chan error, 1)}
+		go func() { m.served <- srv.Serve() }()
+		ms[i] = m
+		t.Cleanup(m.stop)
+	}
+	return ms
+}
+
+func (m *member) addr() string { return m.srv.TCPAddr().String() }
+
+// TestClientThroughLeaderLoss: a client of a three-node cluster, talking
+// to the leader, keeps publishing when the leader goes away: it moves to
+// another node and retries by message id; every acknowledged message is
+// consumed afterwards, none is stored twice.
+func TestClientThroughLeaderLoss(t *testing.T) {
+	ms := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Wait for a leader, and for every node to know every client address.
+	var leader *member
+	for leader == nil || !announced(ms) {
+		if ctx.Err() != nil {
+			t.Fatal("no leader, or addresses not announced")
+		}
+		for _, m := range ms {
+			if m.e.Node().IsLeader() {
+				leader = m
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	addrs := []string{leader.addr()}
+	for _, m := range ms {
+		if m != leader {
+			addrs = append(addrs, m.addr())
+		}
+	}
+	c, err := walmq.Dial(ctx, strings.Join(addrs, ","), walmq.DialOptions{AutoID: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.CreateTopic(ctx, "t", walmq.TopicConfig{Partitions: 3, DedupWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		mu    sync.Mutex
+		acked = map[string]bool{}
+		wg    sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				payload := fmt.Sprintf("w%d-%d", w, i)
+				if _, err := c.Publish(ctx, "t", walmq.Message{Payload: []byte(payload)}); err != nil {
+					errs <- fmt.Errorf("publish %s: %w", payload, err)
+					return
+				}
+				mu.Lock()
+				acked[payload] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	leader.stop()
+	t.Logf("stopped the leader %s", leader.id)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	// Drain the topic through the client (any node): every ack is there,
+	// and nothing is stored twice.
+	seen := map[string]int{}
+	for {
+		ds, err := c.Fetch(ctx, "check", "t", 1000, 500*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 0 {
+			break
+		}
+		refs := make([]walmq.Ref, len(ds))
+		for i, d := range ds {
+			seen[string(d.Payload)]++
+			refs[i] = d.Ref
+		}
+		if err := c.Ack(ctx, refs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 50 {
+		t.Fatalf("only %d publishes acknowledged", len(acked))
+	}
+	for p := range acked {
+		if seen[p] == 0 {
+			t.Errorf("acknowledged %s is missing", p)
+		}
+	}
+	for p, n := range seen {
+		if n > 1 {
+			t.Errorf("%s stored %d times", p, n)
+		}
+	}
+	t.Logf("%d acknowledged, %d consumed", len(acked), len(seen))
+}
+
+func announced(ms []*member) bool {
+	for _, m := range ms {
+		for _, o := range ms {
+			if m.e.Node().FSM().ClientAddr(o.id) == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
