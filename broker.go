@@ -86,8 +86,13 @@ var (
 	ErrEmptyPublish    = fsm.ErrEmptyPublish
 	ErrFailed          = fsm.ErrFailed
 	ErrNotLeader       = cluster.ErrNotLeader
-	ErrTimeout         = cluster.ErrTimeout
-	ErrClosed          = cluster.ErrClosed
+	// ErrQuorum: a membership change would leave the voters without a
+	// quorum.
+	ErrQuorum = cluster.ErrQuorum
+	// ErrUnknownMember: no member of the cluster has that id.
+	ErrUnknownMember = cluster.ErrUnknownMember
+	ErrTimeout       = cluster.ErrTimeout
+	ErrClosed        = cluster.ErrClosed
 	// ErrNotPending: an ack, nack or term of an offset that is not
 	// currently delivered to the group (never delivered, already settled,
 	// or its lease was given to another consumer after it expired).

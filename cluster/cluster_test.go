@@ -486,14 +486,14 @@ func TestMembership(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := l.RemoveMember(ctx, f[1]); !errors.Is(err, cluster.ErrQuorum) {
+	if err := l.RemoveMember(ctx, f[1], nil); !errors.Is(err, cluster.ErrQuorum) {
 		t.Fatalf("remove %s with %s down: %v, want ErrQuorum", f[1], f[0], err)
 	}
-	if err := l.RemoveMember(ctx, "nobody"); !errors.Is(err, cluster.ErrUnknownMember) {
+	if err := l.RemoveMember(ctx, "nobody", nil); !errors.Is(err, cluster.ErrUnknownMember) {
 		t.Fatalf("remove unknown: %v", err)
 	}
 	// Removing the stopped follower itself is allowed: the two left answer.
-	if err := l.RemoveMember(ctx, f[0]); err != nil {
+	if err := l.RemoveMember(ctx, f[0], nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -249,9 +249,12 @@ func (n *Node) Promote(ctx context.Context, id string) error {
 }
 
 // RemoveMember removes a server from the configuration. Removing a voter
-// is refused when the voters left, counting only those whose heartbeats
-// succeed, would not form a quorum of the new configuration.
-func (n *Node) RemoveMember(ctx context.Context, id string) error {
+// is refused when the voters left would not form a quorum of the new
+// configuration, counting only those that answer now: the leader's
+// heartbeats to them do not fail, and answers (when not nil) confirms
+// each of them, e.g. by asking it whom it follows. Without answers, a
+// voter that stopped since the last heartbeat still counts as live.
+func (n *Node) RemoveMember(ctx context.Context, id string, answers func(ctx context.Context, id string) bool) error {
 	if err := n.usable(); err != nil {
 		return err
 	}
@@ -267,7 +270,11 @@ func (n *Node) RemoveMember(ctx context.Context, id string) error {
 			continue
 		}
 		voters++
-		if s.ID == raft.ServerID(n.cfg.NodeID) || !n.health.isFailing(s.ID) {
+		switch {
+		case s.ID == raft.ServerID(n.cfg.NodeID):
+			live++
+		case n.health.isFailing(s.ID):
+		case answers == nil || answers(ctx, string(s.ID)):
 			live++
 		}
 	}

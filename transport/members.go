@@ -84,7 +84,25 @@ func (s *Server) RemoveMember(ctx context.Context, r *pb.RemoveMemberRequest) (*
 	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.RemoveMember); ok {
 		return resp, err
 	}
-	return &pb.RemoveMemberResponse{}, ToStatus(s.node.RemoveMember(ctx, r.GetId()))
+	return &pb.RemoveMemberResponse{}, ToStatus(s.node.RemoveMember(ctx, r.GetId(), s.followsMe))
+}
+
+// followsMe asks member id, at the client address it announced, whom it
+// follows: it counts as live for a removal only if it answers within a
+// second that this node leads.
+func (s *Server) followsMe(ctx context.Context, id string) bool {
+	addr := s.node.FSM().ClientAddr(id)
+	if addr == "" {
+		return false
+	}
+	c, err := s.fwd.client(addr, s.opts.MaxRequestBytes)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := c.Status(ctx, &pb.StatusRequest{})
+	return err == nil && st.GetLeader() == s.node.NodeID()
 }
 
 // TransferLeader implements the API.
@@ -116,6 +134,12 @@ func (s *Server) AnnounceMember(ctx context.Context, r *pb.AnnounceMemberRequest
 func (s *Server) Checksum(ctx context.Context, r *pb.ChecksumRequest) (*pb.ChecksumResponse, error) {
 	f := s.node.FSM()
 	n, err := f.PartitionCount(r.GetTopic())
+	for wait := time.Now().Add(10 * time.Second); err != nil && len(r.GetUpto()) > 0 && time.Now().Before(wait) && ctx.Err() == nil; {
+		// Asked for offsets this replica has not applied yet: its topic
+		// may not exist yet either.
+		time.Sleep(20 * time.Millisecond)
+		n, err = f.PartitionCount(r.GetTopic())
+	}
 	if err != nil {
 		return nil, ToStatus(err)
 	}
