@@ -119,9 +119,14 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		res = manual.NewBuilderWithScheme("walmq")
 		res.InitialState(resolver.State{Addresses: resolverAddrs(addrs)})
 		target = "walmq:///cluster"
-		dialOpts = append(dialOpts, grpc.WithResolvers(res))
 	}
-	conn, err := grpc.NewClient(target, dialOpts...)
+	withRes := func(r *manual.Resolver) []grpc.DialOption {
+		if r == nil {
+			return dialOpts
+		}
+		return append(dialOpts[:len(dialOpts):len(dialOpts)], grpc.WithResolvers(r))
+	}
+	conn, err := grpc.NewClient(target, withRes(res)...)
 	if err != nil {
 		return nil, fmt.Errorf("walmq: dial %s: %w", addr, err)
 	}
@@ -134,18 +139,41 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		return nil, fmt.Errorf("walmq: dial %s: %w", addr, transport.FromStatus(err))
 	}
 	if res != nil {
-		// Add the members' announced addresses after the ones given.
+		// The leader first (a follower would forward every request to
+		// it), then the addresses given, then the other members'.
+		var ordered []string
 		known := map[string]bool{}
-		for _, a := range addrs {
-			known[a] = true
-		}
-		for _, m := range st.GetMembers() {
-			if a := m.GetClientAddress(); a != "" && !known[a] && !strings.HasPrefix(a, "unix:") {
+		add := func(a string) {
+			if a != "" && !known[a] && !strings.HasPrefix(a, "unix:") {
 				known[a] = true
-				addrs = append(addrs, a)
+				ordered = append(ordered, a)
 			}
 		}
-		res.UpdateState(resolver.State{Addresses: resolverAddrs(addrs)})
+		for _, m := range st.GetMembers() {
+			if m.GetLeader() {
+				add(m.GetClientAddress())
+			}
+		}
+		for _, a := range addrs {
+			add(a)
+		}
+		for _, m := range st.GetMembers() {
+			add(m.GetClientAddress())
+		}
+		if ordered[0] != addrs[0] {
+			// pick_first keeps a connection it has: start over with the
+			// leader first.
+			conn.Close()
+			res = manual.NewBuilderWithScheme("walmq")
+			res.InitialState(resolver.State{Addresses: resolverAddrs(ordered)})
+			if conn, err = grpc.NewClient(target, withRes(res)...); err != nil {
+				c.cancel()
+				return nil, fmt.Errorf("walmq: dial %s: %w", addr, err)
+			}
+			c.conn, c.api = conn, pb.NewWalmqClient(conn)
+		} else {
+			res.UpdateState(resolver.State{Addresses: resolverAddrs(ordered)})
+		}
 	}
 	if opts.AutoID {
 		var b [6]byte

@@ -334,7 +334,15 @@ func (n *Node) open() error {
 		// to their size): a partitioned peer's heartbeats fail after it,
 		// which is what RemoveMember's quorum check sees.
 		tc := &raft.NetworkTransportConfig{Stream: cfg.StreamLayer, MaxPool: 3, Timeout: 2 * time.Second,
-			Logger: cfg.Logger.Named("raft-net")}
+			Logger: cfg.Logger.Named("raft-net"),
+			// 1 turns off pipelined replication. With raft v1.7.3's
+			// pipeline, a follower answering Success=false can leave the
+			// leader's sender parked forever on an unbuffered channel: the
+			// follower gets no more entries and Shutdown hangs (seen in
+			// TestClusterFaults; described in grafana/pyroscope#5518). Each
+			// AppendEntries still carries every entry queued, up to
+			// MaxAppendEntries.
+			MaxRPCsInFlight: 1}
 		if tc.Stream == nil {
 			tcp, err := newTCPStream(cfg.RaftAddr, cfg.RaftAdvertise)
 			if err != nil {
