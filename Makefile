@@ -11,7 +11,7 @@ BENCH_COUNT     ?= 5
 BENCH_TIME      ?= 1s
 FUZZ_TIME       ?= 30s
 
-.PHONY: all build run test check bench fuzz proto clean
+.PHONY: all build run cluster cluster-stop test check bench fuzz proto clean
 
 all: check test
 
@@ -24,6 +24,29 @@ build:
 # 127.0.0.1:7420, the socket at ./data/walmq.sock. Ctrl-C stops it.
 run: build
 	./bin/walmq-node
+
+# A three-node cluster in the background: nodes n1, n2, n3 with data and
+# logs under $(CLUSTER_DIR), gRPC on 127.0.0.1:7421-7423, Raft on
+# 127.0.0.1:7521-7523. make cluster-stop stops them (data is kept).
+CLUSTER_DIR   ?= cluster-data
+CLUSTER_PEERS := n1=127.0.0.1:7521,n2=127.0.0.1:7522,n3=127.0.0.1:7523
+cluster: build
+	@mkdir -p $(CLUSTER_DIR)
+	@for i in 1 2 3; do \
+	  if [ -f $(CLUSTER_DIR)/n$$i.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/n$$i.pid) 2>/dev/null; then \
+	    echo "n$$i already running (pid $$(cat $(CLUSTER_DIR)/n$$i.pid))"; continue; fi; \
+	  nohup ./bin/walmq-node --node-id n$$i --data $(CLUSTER_DIR)/n$$i --listen 127.0.0.1:742$$i \
+	    --raft-addr 127.0.0.1:752$$i --peers $(CLUSTER_PEERS) >>$(CLUSTER_DIR)/n$$i.log 2>&1 & \
+	  echo $$! >$(CLUSTER_DIR)/n$$i.pid; echo "started n$$i (pid $$!, log $(CLUSTER_DIR)/n$$i.log)"; \
+	done
+	@for t in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
+	  ./bin/walmq --server 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 cluster status >/dev/null 2>&1 && break; sleep 0.5; done
+	@./bin/walmq --server 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 cluster status
+
+cluster-stop:
+	@for i in 1 2 3; do \
+	  if [ -f $(CLUSTER_DIR)/n$$i.pid ]; then kill $$(cat $(CLUSTER_DIR)/n$$i.pid) 2>/dev/null && echo "stopped n$$i"; rm -f $(CLUSTER_DIR)/n$$i.pid; fi; \
+	done
 
 # Regenerates the gRPC code in api/ from its .proto files.
 proto:

@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
@@ -82,10 +83,11 @@ var _ Broker = (*Client)(nil)
 
 // Dial connects to a node at addr: "host:port", "unix:///path/to.sock" for
 // a unix socket, or a comma-separated list of host:port addresses of a
-// cluster's nodes. It returns once a node answers. With TCP addresses the
-// client also learns the client addresses the cluster's members announced,
-// and when the node it talks to goes away it moves to the next one that
-// answers (any node serves: followers forward to the leader).
+// cluster's nodes. It returns once a node answers. A single address talks
+// to that node only (a follower forwards what it cannot serve). With a
+// list, the client starts with the leader, learns the client addresses the
+// members announced, and when the node it talks to goes away it moves to
+// the next one that answers.
 func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1000
@@ -111,9 +113,13 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		target string
 		res    *manual.Resolver
 	)
-	if len(addrs) == 1 && strings.HasPrefix(addrs[0], "unix:") {
+	switch {
+	case len(addrs) == 1 && strings.HasPrefix(addrs[0], "unix:"):
 		target = addrs[0]
-	} else {
+	case len(addrs) == 1:
+		// One node, and only it: what it cannot serve it forwards.
+		target = "passthrough:///" + addrs[0]
+	default:
 		// A static list, tried in order by pick_first: the channel moves
 		// to the next address when the one it uses fails.
 		res = manual.NewBuilderWithScheme("walmq")
@@ -514,7 +520,11 @@ func (c *Client) Fetch(ctx context.Context, group, topic string, maxMsgs int, wa
 		// race it.
 		wait = max(min(wait, time.Until(dl)-fetchMargin), 0)
 	}
-	r, err := c.api.Fetch(ctx, &pb.FetchRequest{Group: group, Topic: topic, Max: int32(min(maxMsgs, 1<<30)), Wait: durationpb.New(wait)})
+	var r *pb.FetchResponse
+	err := c.retry(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
+		r, err = c.api.Fetch(ctx, &pb.FetchRequest{Group: group, Topic: topic, Max: int32(min(maxMsgs, 1<<30)), Wait: durationpb.New(wait)}, opts...)
+		return err
+	})
 	if err != nil {
 		// As the embedded broker: the context's own error. Its deadline may
 		// have passed a moment before the context notices.
@@ -564,8 +574,43 @@ func refsPB(refs []Ref) []*pb.Ref {
 // Ack implements Broker. Refs of one group and topic, the usual case, go
 // in the compact form: offsets listed by partition.
 func (c *Client) Ack(ctx context.Context, refs ...Ref) error {
-	_, err := c.api.Ack(ctx, ackRequest(refs))
-	return wrap(err)
+	req := ackRequest(refs)
+	return wrap(c.retry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
+		_, err := c.api.Ack(ctx, req, opts...)
+		return err
+	}))
+}
+
+// retry runs call until it succeeds, fails for a reason other than the
+// lack of a leader or of a node that answers, ctx is done, or RetryFor has
+// passed. Only calls that may be repeated use it: a fetch (a lease the
+// lost node granted is dropped with it) and acks and nacks (settling an
+// offset twice is settling it once).
+func (c *Client) retry(ctx context.Context, call func(ctx context.Context, opts ...grpc.CallOption) error) error {
+	if c.opts.RetryFor <= 0 {
+		return call(ctx)
+	}
+	deadline := time.Now().Add(c.opts.RetryFor)
+	backoff := 20 * time.Millisecond
+	for {
+		err := call(ctx, grpc.WaitForReady(true))
+		if err == nil {
+			return nil
+		}
+		werr := wrap(err)
+		if !errors.Is(werr, ErrNotLeader) && !errors.Is(werr, transport.ErrUnavailable) {
+			return err
+		}
+		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
 }
 
 func ackRequest(refs []Ref) *pb.AckRequest {
@@ -591,8 +636,11 @@ func ackRequest(refs []Ref) *pb.AckRequest {
 
 // Nack implements Broker.
 func (c *Client) Nack(ctx context.Context, delay time.Duration, refs ...Ref) error {
-	_, err := c.api.Nack(ctx, &pb.NackRequest{Refs: refsPB(refs), Delay: durationpb.New(delay)})
-	return wrap(err)
+	req := &pb.NackRequest{Refs: refsPB(refs), Delay: durationpb.New(delay)}
+	return wrap(c.retry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
+		_, err := c.api.Nack(ctx, req, opts...)
+		return err
+	}))
 }
 
 // Term implements Broker.
@@ -749,6 +797,13 @@ func (c *Client) send(req *pb.PublishRequest, done func([]PublishAck, error)) {
 
 func (c *Client) pubStream() (*pubStream, error) {
 	c.mu.Lock()
+	s := c.stream
+	c.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	c.waitReady()
+	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stream != nil {
 		return c.stream, nil
@@ -757,11 +812,27 @@ func (c *Client) pubStream() (*pubStream, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	s := &pubStream{c: c, st: st, pending: map[uint64]func([]PublishAck, error){}, done: make(chan struct{})}
+	s = &pubStream{c: c, st: st, pending: map[uint64]func([]PublishAck, error){}, done: make(chan struct{})}
 	c.stream = s
 	c.streamsWG.Add(1)
 	go s.recv()
 	return s, nil
+}
+
+// waitReady waits, up to RetryFor, until the channel has a node that
+// answers: after losing one, it moves on to the next address.
+func (c *Client) waitReady() {
+	if c.opts.RetryFor <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.RetryFor)
+	defer cancel()
+	c.conn.Connect()
+	for st := c.conn.GetState(); st != connectivity.Ready; st = c.conn.GetState() {
+		if !c.conn.WaitForStateChange(ctx, st) {
+			return
+		}
+	}
 }
 
 func (c *Client) dropStream(s *pubStream) {

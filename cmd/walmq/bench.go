@@ -35,6 +35,11 @@ as the NATS JetStream bench it is compared with:
   published           messages published (acked or failed)
   consumed            messages consumed
   failed              publishes that failed
+and one more, walmq's own:
+  max_ack_gap_ms      the longest time without any publish acknowledged
+                      (e.g. across a leader change in a cluster)
+  retried             publishes sent again after the cluster had no
+                      leader or lost the node they went through
 `
 
 type benchOptions struct {
@@ -56,6 +61,19 @@ type benchResult struct {
 	Published       int     `json:"published"`
 	Consumed        int     `json:"consumed"`
 	Failed          int64   `json:"failed"`
+	MaxAckGapMs     float64 `json:"max_ack_gap_ms"`
+	Retried         int64   `json:"retried"`
+}
+
+// retryFor bounds how long bench retries one publish.
+const retryFor = 30 * time.Second
+
+// benchRetryable: the cluster had no leader, or the node the publish went
+// through went away. A retried publish whose first try was stored after
+// all is stored twice (bench messages carry no ids): consumed may then
+// exceed published - failed.
+func benchRetryable(err error) bool {
+	return errors.Is(err, walmq.ErrNotLeader) || errors.Is(err, walmq.ErrTimeout) || errors.Is(err, walmq.ErrUnavailable)
 }
 
 // idleLimit ends the consume phase when nothing new came for this long.
@@ -138,7 +156,8 @@ func runBench(ctx context.Context, a *app, admin *walmq.Client, o benchOptions) 
 	}
 	fmt.Fprintf(a.stdout, "published %d messages of %d bytes (%d producers x %d in flight, %s): %.0f msg/s, %.1f MB/s\n",
 		res.Published, o.size, o.producers, o.window, plural(parts, "partition"), res.PublishMsgsPerS, res.PublishMsgsPerS*float64(o.size)/1e6)
-	fmt.Fprintf(a.stdout, "publish latency: p50 %.3f ms, p99 %.3f ms; %d failed\n", res.PublishP50Ms, res.PublishP99Ms, res.Failed)
+	fmt.Fprintf(a.stdout, "publish latency: p50 %.3f ms, p99 %.3f ms; %d failed; longest time without an ack %.0f ms\n",
+		res.PublishP50Ms, res.PublishP99Ms, res.Failed, res.MaxAckGapMs)
 	fmt.Fprintf(a.stdout, "consumed %d messages: %.0f msg/s\n", res.Consumed, res.ConsumeMsgsPerS)
 	return nil
 }
@@ -168,11 +187,24 @@ func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *
 		payload[i] = 'a' + byte(i%26)
 	}
 	lat := make([][]time.Duration, o.producers)
-	var failed atomic.Int64
+	start := time.Now()
+	var failed, retried atomic.Int64
+	// The longest stretch without an ack: lastAck and maxGap in
+	// nanoseconds since start.
+	var lastAck, maxGap atomic.Int64
+	acked := func() {
+		now := int64(time.Since(start))
+		prev := lastAck.Swap(now)
+		for g := now - prev; ; {
+			m := maxGap.Load()
+			if g <= m || maxGap.CompareAndSwap(m, g) {
+				break
+			}
+		}
+	}
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
-	start := time.Now()
 	for p := range o.producers {
 		count := o.n / o.producers
 		if p < o.n%o.producers {
@@ -188,21 +220,36 @@ func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *
 			for k := range count {
 				sem <- struct{}{}
 				t0 := time.Now()
-				err := c.PublishAsync(ctx, o.topic, part, msgs, func(_ []walmq.PublishAck, err error) {
-					lat[p][k] = time.Since(t0)
+				// A publish that fails because the cluster is between
+				// leaders, or lost the node it went through, is sent again
+				// (as a producer would) for up to retryFor; its latency
+				// counts from the first try.
+				var publish func()
+				publish = func() {
+					err := c.PublishAsync(ctx, o.topic, part, msgs, func(_ []walmq.PublishAck, err error) {
+						if err != nil && benchRetryable(err) && time.Since(t0) < retryFor {
+							retried.Add(1)
+							time.AfterFunc(20*time.Millisecond, publish)
+							return
+						}
+						lat[p][k] = time.Since(t0)
+						if err != nil {
+							failed.Add(1)
+							errOnce.Do(func() { firstErr = err })
+						} else {
+							acked()
+						}
+						prog.add(1)
+						<-sem
+					})
 					if err != nil {
+						lat[p][k] = time.Since(t0)
 						failed.Add(1)
 						errOnce.Do(func() { firstErr = err })
+						<-sem
 					}
-					prog.add(1)
-					<-sem
-				})
-				if err != nil {
-					lat[p][k] = time.Since(t0)
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-					<-sem
 				}
+				publish()
 			}
 			for range o.window {
 				sem <- struct{}{}
@@ -226,6 +273,8 @@ func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *
 		PublishMsgsPerS: float64(o.n) / pubDur.Seconds(),
 		PublishP50Ms:    pct(0.50),
 		PublishP99Ms:    pct(0.99),
+		MaxAckGapMs:     float64(maxGap.Load()) / 1e6,
+		Retried:         retried.Load(),
 	}
 	if res.Failed > 0 && !o.json {
 		fmt.Fprintf(a.stderr, "%d publishes failed; the first error: %v\n", res.Failed, firstErr)

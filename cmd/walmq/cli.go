@@ -154,7 +154,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 }
 
 func (a *app) globalFlags(fs *flag.FlagSet) {
-	fs.StringVar(&a.server, "server", a.server, "the node: host:port or unix:///path (env WALMQ_SERVER)")
+	fs.StringVar(&a.server, "server", a.server, "the node: host:port, unix:///path, or a cluster's host:port,host:port,... (env WALMQ_SERVER)")
 	fs.DurationVar(&a.timeout, "timeout", a.timeout, "bound on each admin call and on connecting")
 }
 
@@ -285,16 +285,30 @@ func (a *app) dial(ctx context.Context) (*walmq.Client, error) {
 
 // dialWith is dial with options.
 func (a *app) dialWith(ctx context.Context, opts walmq.DialOptions) (*walmq.Client, error) {
-	network, addr := "tcp", a.server
-	if p, ok := strings.CutPrefix(a.server, "unix:"); ok {
-		network, addr = "unix", strings.TrimPrefix(p, "//")
+	// Fail fast, with the reason, when no node given can be reached.
+	var firstErr error
+	for _, server := range strings.Split(a.server, ",") {
+		network, addr := "tcp", strings.TrimSpace(server)
+		if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+			network, addr = "unix", strings.TrimPrefix(p, "//")
+		}
+		d := net.Dialer{Timeout: a.timeout}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			conn.Close()
+			firstErr = nil
+			break
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
 	}
-	d := net.Dialer{Timeout: a.timeout}
-	conn, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the node at %s: %w", a.server, err)
+	if firstErr != nil {
+		if strings.Contains(a.server, ",") {
+			return nil, fmt.Errorf("cannot reach any node of %s: %w", a.server, firstErr)
+		}
+		return nil, fmt.Errorf("cannot reach the node at %s: %w", a.server, firstErr)
 	}
-	conn.Close()
 	dctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	return walmq.Dial(dctx, a.server, opts)

@@ -478,3 +478,59 @@ func TestClusterUsage(t *testing.T) {
 		t.Fatalf("help cluster verify: exit %d, stdout %q", r.Code, r.Stdout)
 	}
 }
+
+// TestBenchThroughLeaderKill: SIGKILL of the leader in the middle of walmq
+// bench against the cluster's three addresses. Publishing resumes on the
+// new leader (the bench reports the longest time without an ack), and
+// every publish that was acknowledged is consumed afterwards.
+func TestBenchThroughLeaderKill(t *testing.T) {
+	ms := startCluster(t, 3)
+	st := waitStatus(t, ms[0].listen, "a leader and three members that answer", settled(3))
+	var servers []string
+	var leader *clusterMember
+	for _, m := range ms {
+		servers = append(servers, m.listen)
+		if m.id == st.Leader {
+			leader = m
+		}
+	}
+	all := strings.Join(servers, ",")
+	mustCLI(t, all, "", "topic", "create", "b", "--partitions", "4")
+	type outcome struct {
+		r proctest.Result
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		done <- outcome{cli(t, all, "", "bench", "--topic", "b", "--n", "150000", "--producers", "8", "--window", "32", "--json")}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	leader.Kill(t)
+	t.Logf("killed the leader %s", leader.id)
+	o := <-done
+	if o.r.Code != 0 {
+		t.Fatalf("bench: exit %d, stderr %s", o.r.Code, o.r.Stderr)
+	}
+	var res benchResult
+	if err := json.Unmarshal([]byte(o.r.Stdout), &res); err != nil {
+		t.Fatalf("bench printed %q: %v", o.r.Stdout, err)
+	}
+	t.Logf("bench through the kill: %+v", res)
+	if res.Published != 150000 || res.Consumed < res.Published-int(res.Failed) {
+		t.Fatalf("published %d, failed %d, consumed %d: acknowledged messages are missing", res.Published, res.Failed, res.Consumed)
+	}
+	if res.MaxAckGapMs <= 0 || res.MaxAckGapMs > 15000 {
+		t.Fatalf("longest time without an ack: %.0f ms", res.MaxAckGapMs)
+	}
+	if res.Retried == 0 {
+		t.Fatalf("no publish was retried across the leader's death: %+v", res)
+	}
+	// The killed node restarts and catches up: every replica equal.
+	var peers []string
+	for _, m := range ms {
+		peers = append(peers, m.id+"="+m.raft)
+	}
+	leader.Node = proctest.Start(t, nodeBin, proctest.Env(), "--node-id", leader.id, "--data", leader.data, "--listen", leader.listen,
+		"--raft-addr", leader.raft, "--socket", "", "--peers", strings.Join(peers, ","))
+	waitStatus(t, all, "three members that answer", settled(3))
+	verifyRows(t, mustCLI(t, all, "", "cluster", "verify", "b"), []string{"n1", "n2", "n3"})
+}
