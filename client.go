@@ -108,7 +108,8 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		return nil, fmt.Errorf("%w: no address to dial", ErrInvalidArgument)
 	}
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes))}
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes)),
+		grpc.WithUnaryInterceptor(retryInterceptor(opts.RetryFor))}
 	var (
 		target string
 		res    *manual.Resolver
@@ -520,11 +521,7 @@ func (c *Client) Fetch(ctx context.Context, group, topic string, maxMsgs int, wa
 		// race it.
 		wait = max(min(wait, time.Until(dl)-fetchMargin), 0)
 	}
-	var r *pb.FetchResponse
-	err := c.retry(ctx, func(ctx context.Context, opts ...grpc.CallOption) (err error) {
-		r, err = c.api.Fetch(ctx, &pb.FetchRequest{Group: group, Topic: topic, Max: int32(min(maxMsgs, 1<<30)), Wait: durationpb.New(wait)}, opts...)
-		return err
-	})
+	r, err := c.api.Fetch(ctx, &pb.FetchRequest{Group: group, Topic: topic, Max: int32(min(maxMsgs, 1<<30)), Wait: durationpb.New(wait)})
 	if err != nil {
 		// As the embedded broker: the context's own error. Its deadline may
 		// have passed a moment before the context notices.
@@ -574,42 +571,48 @@ func refsPB(refs []Ref) []*pb.Ref {
 // Ack implements Broker. Refs of one group and topic, the usual case, go
 // in the compact form: offsets listed by partition.
 func (c *Client) Ack(ctx context.Context, refs ...Ref) error {
-	req := ackRequest(refs)
-	return wrap(c.retry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
-		_, err := c.api.Ack(ctx, req, opts...)
-		return err
-	}))
+	_, err := c.api.Ack(ctx, ackRequest(refs))
+	return wrap(err)
 }
 
-// retry runs call until it succeeds, fails for a reason other than the
-// lack of a leader or of a node that answers, ctx is done, or RetryFor has
-// passed. Only calls that may be repeated use it: a fetch (a lease the
-// lost node granted is dropped with it) and acks and nacks (settling an
-// offset twice is settling it once).
-func (c *Client) retry(ctx context.Context, call func(ctx context.Context, opts ...grpc.CallOption) error) error {
-	if c.opts.RetryFor <= 0 {
-		return call(ctx)
-	}
-	deadline := time.Now().Add(c.opts.RetryFor)
-	backoff := 20 * time.Millisecond
-	for {
-		err := call(ctx, grpc.WaitForReady(true))
-		if err == nil {
-			return nil
+// idempotent are the calls that may be repeated after an unknown outcome:
+// reads, a fetch (a lease the lost node granted is dropped with it), and
+// acks and nacks (settling an offset twice is settling it once).
+var idempotent = map[string]bool{
+	pb.Walmq_ListTopics_FullMethodName: true, pb.Walmq_DescribeTopic_FullMethodName: true,
+	pb.Walmq_ListGroups_FullMethodName: true, pb.Walmq_DescribeGroup_FullMethodName: true,
+	pb.Walmq_Fetch_FullMethodName: true, pb.Walmq_Ack_FullMethodName: true, pb.Walmq_Nack_FullMethodName: true,
+}
+
+// retryInterceptor repeats a unary call, for up to retryFor, when the
+// cluster has no leader (the call was refused: nothing happened), and an
+// idempotent call also when its node went away. Publish has its own loop
+// (Client.publishRetry); Status and the per-node calls are not repeated.
+func retryInterceptor(retryFor time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if retryFor <= 0 || method == pb.Walmq_Publish_FullMethodName || method == pb.Walmq_Status_FullMethodName ||
+			method == pb.Walmq_Checksum_FullMethodName {
+			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		werr := wrap(err)
-		if !errors.Is(werr, ErrNotLeader) && !errors.Is(werr, transport.ErrUnavailable) {
-			return err
+		deadline := time.Now().Add(retryFor)
+		backoff := 20 * time.Millisecond
+		for {
+			err := invoker(ctx, method, req, reply, cc, opts...)
+			if err == nil {
+				return nil
+			}
+			werr := transport.FromStatus(err)
+			again := errors.Is(werr, ErrNotLeader) || (idempotent[method] && errors.Is(werr, transport.ErrUnavailable))
+			if !again || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 500*time.Millisecond)
 		}
-		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
 
@@ -636,11 +639,8 @@ func ackRequest(refs []Ref) *pb.AckRequest {
 
 // Nack implements Broker.
 func (c *Client) Nack(ctx context.Context, delay time.Duration, refs ...Ref) error {
-	req := &pb.NackRequest{Refs: refsPB(refs), Delay: durationpb.New(delay)}
-	return wrap(c.retry(ctx, func(ctx context.Context, opts ...grpc.CallOption) error {
-		_, err := c.api.Nack(ctx, req, opts...)
-		return err
-	}))
+	_, err := c.api.Nack(ctx, &pb.NackRequest{Refs: refsPB(refs), Delay: durationpb.New(delay)})
+	return wrap(err)
 }
 
 // Term implements Broker.

@@ -457,8 +457,13 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("bench --json printed %q: %v", out, err)
 	}
 	var fields map[string]any
-	if err := json.Unmarshal([]byte(out), &fields); err != nil || len(fields) != 7 {
-		t.Fatalf("bench --json printed %d fields, want 7: %s", len(fields), out)
+	if err := json.Unmarshal([]byte(out), &fields); err != nil || len(fields) != 9 {
+		t.Fatalf("bench --json printed %d fields, want natsbench's 7 and walmq's 2: %s", len(fields), out)
+	}
+	for _, f := range []string{"publish_msgs_per_s", "publish_p50_ms", "publish_p99_ms", "consume_msgs_per_s", "published", "consumed", "failed"} {
+		if _, ok := fields[f]; !ok {
+			t.Fatalf("bench --json lacks natsbench's field %s: %s", f, out)
+		}
 	}
 	if res.Published != msgs || res.Consumed != msgs || res.Failed != 0 {
 		t.Fatalf("published %d, consumed %d, failed %d; want %d, %d, 0", res.Published, res.Consumed, res.Failed, msgs, msgs)
