@@ -375,7 +375,10 @@ func (n *Node) open() error {
 			return fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.bolt, n.bolt, n.snaps, n.trans)
+	// The newest entries stay in memory: replication reads back every
+	// entry it sends, and a bolt read costs a transaction.
+	logs := newLogCache(n.bolt, 4096, 64<<20)
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.bolt, n.snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
