@@ -8,6 +8,20 @@
 // applied its whole log. The single-node mode is a one-voter group on the
 // same code path a three-node cluster uses.
 //
+// # Clusters
+//
+// With RaftAddr (or a StreamLayer, as tests use with package faultnet) Raft
+// talks to peers over hashicorp/raft's NetworkTransport; Peers bootstraps a
+// new directory with that voter set (the same list on every node), and
+// NoBootstrap leaves it waiting to be added. Open then returns without
+// waiting for a leader. A leader takes writes (usable) only after a
+// barrier over the entries of earlier terms, and drops every lease on each
+// change of leadership. Membership: AddLearner, Promote, RemoveMember
+// (refused when the voters left that answer would not form a quorum),
+// TransferLeadership; VerifyLeader before linearizable reads. Each node's
+// client address is replicated state (Announce, LeaderClientAddr), so the
+// gRPC layer can forward to the leader. See docs/design.md, "The cluster".
+//
 // # Publishing
 //
 // Publish and PublishAsync queue messages for a partition. One batcher per
@@ -18,9 +32,10 @@
 // committed (fsynced in the Raft log) and applied: an acknowledged publish
 // is durable.
 //
-// Errors: ErrNotLeader (retry on the leader), ErrClosed, and ErrTimeout
-// when the wait ended after the entry was submitted, so its outcome is
-// unknown and a retry must reuse the message ids.
+// Errors: ErrNotLeader (refused before reaching the log: retry on the
+// leader), ErrClosed, and ErrTimeout when the wait ended after the entry
+// was submitted or leadership was lost while it committed, so its outcome
+// is unknown and a retry must reuse the message ids.
 //
 // # Layout
 //
