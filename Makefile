@@ -39,8 +39,10 @@ cluster: build
 	    --raft-addr 127.0.0.1:752$$i --peers $(CLUSTER_PEERS) >>$(CLUSTER_DIR)/n$$i.log 2>&1 & \
 	  echo $$! >$(CLUSTER_DIR)/n$$i.pid; echo "started n$$i (pid $$!, log $(CLUSTER_DIR)/n$$i.log)"; \
 	done
-	@for t in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
-	  ./bin/walmq --server 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 cluster status >/dev/null 2>&1 && break; sleep 0.5; done
+	@echo "waiting for a leader and for every node to answer..."
+	@for t in $$(seq 1 40); do \
+	  out=$$(./bin/walmq --server 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 cluster status 2>&1) && \
+	  ! echo "$$out" | grep -q -e unreachable -e "leader: *unknown" && break; sleep 0.5; done
 	@./bin/walmq --server 127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 cluster status
 
 cluster-stop:

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -545,5 +546,60 @@ func TestBenchThroughLeaderKill(t *testing.T) {
 			t.Fatalf("cluster verify after the restart: exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// TestSingleNodeGrowsToThree: a single node holding data, restarted with a
+// Raft address, grows into a three-node cluster: two fresh nodes started
+// with --join catch up (through a snapshot carrying the journals) and are
+// promoted; every replica then holds the same messages.
+func TestSingleNodeGrowsToThree(t *testing.T) {
+	dir := t.TempDir()
+	n1 := &clusterMember{id: "n1", listen: freeAddr(t), raft: freeAddr(t), data: filepath.Join(dir, "d1")}
+	// First as the plain single node of make run: Raft in memory.
+	n1.Node = proctest.Start(t, nodeBin, proctest.Env(), "--node-id", "n1", "--data", n1.data, "--listen", n1.listen, "--socket", "")
+	mustCLI(t, n1.listen, "", "topic", "create", "g", "--partitions", "2")
+	var in strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&in, "m%d\n", i)
+	}
+	mustCLI(t, n1.listen, in.String(), "pub", "g")
+	if r := cli(t, n1.listen, "", "cluster", "join", "n2", freeAddr(t)); r.Code != 1 || !strings.Contains(r.Stderr, "restart it with a Raft address") {
+		t.Fatalf("join into a node whose Raft is in memory: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+	if code := n1.Stop(t); code != 0 {
+		t.Fatalf("stop n1: exit %d", code)
+	}
+	n1.Node = proctest.Start(t, nodeBin, proctest.Env(), "--node-id", "n1", "--data", n1.data, "--listen", n1.listen, "--socket", "",
+		"--raft-addr", n1.raft)
+	ms := []*clusterMember{n1}
+	for _, id := range []string{"n2", "n3"} {
+		m := &clusterMember{id: id, listen: freeAddr(t), raft: freeAddr(t), data: filepath.Join(dir, id)}
+		m.Node = proctest.Start(t, nodeBin, proctest.Env(), "--node-id", id, "--data", m.data, "--listen", m.listen, "--socket", "",
+			"--raft-addr", m.raft, "--join", n1.listen)
+		ms = append(ms, m)
+	}
+	st := waitStatus(t, n1.listen, "three voters", func(st clusterStatusJSON) bool {
+		if !settled(3)(st) {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.Suffrage != "voter" {
+				return false
+			}
+		}
+		return true
+	})
+	if m := member(t, st, "n1"); m.RaftAddress != n1.raft {
+		t.Fatalf("n1's Raft address in the configuration: %q, want %q", m.RaftAddress, n1.raft)
+	}
+	rs := verifyRows(t, mustCLI(t, ms[2].listen, "", "cluster", "verify", "g"), []string{"n1", "n2", "n3"})
+	total := 0
+	for _, r := range rs {
+		n, _ := strconv.Atoi(r[3])
+		total += n
+	}
+	if total != 2000 {
+		t.Fatalf("the replicas hold %d messages, want 2000", total)
 	}
 }
