@@ -75,23 +75,22 @@ func (n *Node) PublishAsync(ctx context.Context, topic string, part int, msgs []
 	if err := n.usable(); err != nil {
 		return err
 	}
+	// Split into parts of at most one entry each; the parts share msgs.
 	var reqs []*pubReq
-	cur := &pubReq{}
+	start, bytes := 0, 0
 	for i := range msgs {
 		sz := journal.MessageSize(&msgs[i])
 		if sz > n.cfg.MaxMessageBytes {
 			return fmt.Errorf("%w: message %d is %d bytes, the limit is %d", fsm.ErrMessageTooLarge, i, sz, n.cfg.MaxMessageBytes)
 		}
-		if len(cur.msgs) > 0 && (len(cur.msgs) == n.cfg.MaxBatchMessages || cur.bytes+sz > n.cfg.MaxBatchBytes) {
-			reqs = append(reqs, cur)
-			cur = &pubReq{}
+		if i > start && (i-start == n.cfg.MaxBatchMessages || bytes+sz > n.cfg.MaxBatchBytes) {
+			reqs = append(reqs, &pubReq{msgs: msgs[start:i:i], bytes: bytes})
+			start, bytes = i, 0
 		}
-		cur.msgs = append(cur.msgs, msgs[i])
-		cur.bytes += sz
+		bytes += sz
 	}
-	reqs = append(reqs, cur)
+	reqs = append(reqs, &pubReq{msgs: msgs[start:len(msgs):len(msgs)], bytes: bytes})
 	if len(reqs) == 1 {
-		reqs[0].msgs = msgs // no copy needed
 		reqs[0].done = func(r pubResp) { done(r.res, r.err) }
 	} else {
 		gather(reqs, done)
