@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -66,17 +65,11 @@ func (s *tcpStream) Dial(address raft.ServerAddress, timeout time.Duration) (net
 
 // Accept implements net.Listener.
 func (s *tcpStream) Accept() (net.Conn, error) {
-	for {
-		c, err := s.l.Accept()
-		if err != nil {
-			return nil, err
-		}
-		tc, err := s.track(c)
-		if errors.Is(err, net.ErrClosed) {
-			return nil, err
-		}
-		return tc, nil
+	c, err := s.l.Accept()
+	if err != nil {
+		return nil, err
 	}
+	return s.track(c) // net.ErrClosed once the stream is closed
 }
 
 // Close closes the listener and every connection.
