@@ -42,9 +42,9 @@ type DialOptions struct {
 	// MaxRequestBytes bounds one request or response (default 64 MiB).
 	MaxRequestBytes int
 	// RetryFor is how long Publish and PublishTo keep retrying through a
-	// leader change or the loss of the node they talk to (default 15 s;
-	// negative: no retries). A publish refused before it was stored (no
-	// leader) is always retried; one whose outcome is unknown (the
+	// leader change or the loss of the node they talk to (default 15 s,
+	// from the first failure; negative: no retries). A publish refused
+	// before any of it was stored (no leader) is always retried; one whose outcome is unknown (the
 	// connection or the leadership was lost while it committed) only when
 	// every message has an ID, so that the topic's dedup window turns a
 	// second copy into a duplicate ack. PublishAsync does not retry: it
@@ -106,6 +106,13 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 	}
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("%w: no address to dial", ErrInvalidArgument)
+	}
+	if len(addrs) > 1 {
+		for _, a := range addrs {
+			if strings.HasPrefix(a, "unix:") {
+				return nil, fmt.Errorf("%w: a list of nodes takes host:port addresses, not %s", ErrInvalidArgument, a)
+			}
+		}
 	}
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes)),
@@ -246,16 +253,16 @@ func retryable(err error, msgs []Message) bool {
 // publishRetry sends req until it succeeds, fails for good, ctx is done or
 // RetryFor has passed.
 func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs []Message) ([]PublishAck, error) {
+	// The first try is bounded by ctx alone; the retries by RetryFor from
+	// the first failure, and they wait for a node that answers.
+	r, err := c.api.Publish(ctx, req)
+	if err == nil {
+		return acksFrom(r.GetAcks()), nil
+	}
+	err = wrap(err)
 	deadline := time.Now().Add(c.opts.RetryFor)
 	backoff := 20 * time.Millisecond
 	for {
-		actx, cancel := context.WithDeadline(ctx, deadline)
-		r, err := c.api.Publish(actx, req, grpc.WaitForReady(c.opts.RetryFor > 0))
-		cancel()
-		if err == nil {
-			return acksFrom(r.GetAcks()), nil
-		}
-		err = wrap(err)
 		if c.opts.RetryFor < 0 || !retryable(err, msgs) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
 			return nil, err
 		}
@@ -265,6 +272,13 @@ func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs 
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
+		actx, cancel := context.WithDeadline(ctx, deadline)
+		r, err = c.api.Publish(actx, req, grpc.WaitForReady(true))
+		cancel()
+		if err == nil {
+			return acksFrom(r.GetAcks()), nil
+		}
+		err = wrap(err)
 	}
 }
 
@@ -594,12 +608,15 @@ func retryInterceptor(retryFor time.Duration) grpc.UnaryClientInterceptor {
 			method == pb.Walmq_Checksum_FullMethodName {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
-		deadline := time.Now().Add(retryFor)
+		var deadline time.Time // RetryFor from the first failure
 		backoff := 20 * time.Millisecond
 		for {
 			err := invoker(ctx, method, req, reply, cc, opts...)
 			if err == nil {
 				return nil
+			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(retryFor)
 			}
 			werr := transport.FromStatus(err)
 			again := errors.Is(werr, ErrNotLeader) || (idempotent[method] && errors.Is(werr, transport.ErrUnavailable))
@@ -766,24 +783,40 @@ type pubStream struct {
 	pending map[uint64]func([]PublishAck, error)
 	err     error
 	done    chan struct{}
+	retired bool // no new batches: see retire
 }
 
 // send sends one request on the stream (opening it if needed); done gets
 // the outcome. A broken stream fails every request in flight on it.
 func (c *Client) send(req *pb.PublishRequest, done func([]PublishAck, error)) {
-	s, err := c.pubStream()
-	if err != nil {
-		done(nil, err)
-		return
+	for {
+		s, err := c.pubStream()
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		if s.send(req, done) {
+			return
+		}
+		// The stream was retired between pubStream and send: take the
+		// next one.
 	}
+}
+
+// send sends req on the stream unless it was retired (false).
+func (s *pubStream) send(req *pb.PublishRequest, done func([]PublishAck, error)) bool {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	s.mu.Lock()
+	if s.retired {
+		s.mu.Unlock()
+		return false
+	}
 	if s.err != nil {
 		err := s.err
 		s.mu.Unlock()
 		done(nil, err)
-		return
+		return true
 	}
 	s.seq++
 	req.Seq = s.seq
@@ -793,6 +826,7 @@ func (c *Client) send(req *pb.PublishRequest, done func([]PublishAck, error)) {
 		// The receive loop sees the stream end and fails what is pending.
 		s.c.dropStream(s)
 	}
+	return true
 }
 
 func (c *Client) pubStream() (*pubStream, error) {
@@ -876,10 +910,34 @@ func (s *pubStream) recv() {
 			continue
 		}
 		if r.GetError() != "" {
-			done(nil, wrap(statusError(r.GetCode(), r.GetError())))
+			err := wrap(statusError(r.GetCode(), r.GetError()))
+			if codes.Code(r.GetCode()) == codes.Unavailable {
+				// The node stopped leading, or the leader a follower
+				// forwards this stream to did: later batches go on a new
+				// stream (to wherever serves now) while this one drains.
+				s.retire()
+			}
+			done(nil, err)
 		} else {
 			done(acksFrom(r.GetAcks()), nil)
 		}
+	}
+}
+
+// retire stops new batches from using this stream and closes its sending
+// side; the answers in flight still arrive.
+func (s *pubStream) retire() {
+	s.c.dropStream(s)
+	s.mu.Lock()
+	already := s.retired
+	s.retired = true
+	s.mu.Unlock()
+	if !already {
+		go func() {
+			s.sendMu.Lock()
+			defer s.sendMu.Unlock()
+			s.st.CloseSend()
+		}()
 	}
 }
 

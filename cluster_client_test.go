@@ -207,3 +207,59 @@ func announced(ms []*member) bool {
 	}
 	return true
 }
+
+// TestPublishAsyncAcrossTransfer: after a leadership transfer, a client's
+// publish stream (opened on the old leader) is retired on its first
+// refusal, and publishing goes on through the new leader.
+func TestPublishAsyncAcrossTransfer(t *testing.T) {
+	ms := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for !announced(ms) {
+		if ctx.Err() != nil {
+			t.Fatal("addresses not announced")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var addrs []string
+	for _, m := range ms {
+		addrs = append(addrs, m.addr())
+	}
+	c, err := walmq.Dial(ctx, strings.Join(addrs, ","), walmq.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.CreateTopic(ctx, "t", walmq.TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func() error {
+		ch := make(chan error, 1)
+		if err := c.PublishAsync(ctx, "t", 0, []walmq.Message{{Payload: []byte("x")}}, func(_ []walmq.PublishAck, err error) { ch <- err }); err != nil {
+			return err
+		}
+		return <-ch
+	}
+	if err := publish(); err != nil {
+		t.Fatal(err)
+	}
+	newLeader, err := c.TransferLeader(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("leadership moved to %s", newLeader)
+	ok, failed := 0, 0
+	deadline := time.Now().Add(5 * time.Second)
+	for ok < 20 && time.Now().Before(deadline) {
+		if err := publish(); err != nil {
+			failed++
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		ok++
+	}
+	if ok < 20 {
+		t.Fatalf("after the transfer: %d published, %d failed", ok, failed)
+	}
+	t.Logf("after the transfer: %d failed before publishing resumed", failed)
+}

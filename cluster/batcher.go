@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -123,28 +124,63 @@ func (n *Node) PublishAsync(ctx context.Context, topic string, part int, msgs []
 	return nil
 }
 
+// JoinOutcomes is the error of a publish made of parts (entries, or
+// partitions) whose outcomes were errs (nil: stored). When every part was
+// refused before reaching the log (ErrNotLeader) or rejected as invalid,
+// nothing was stored: the first error. When some parts failed but others
+// were stored or may have been, retrying the whole publish would store
+// those again unless its messages carry ids: the outcome is unknown
+// (ErrTimeout).
+func JoinOutcomes(errs []error) error {
+	var first error
+	failed, refused := 0, 0
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed++
+		if first == nil {
+			first = err
+		}
+		if errors.Is(err, ErrNotLeader) || invalid(err) {
+			refused++
+		}
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case refused == len(errs):
+		return first
+	}
+	// The cause is text only: errors.Is must not find a refusal in it.
+	return fmt.Errorf("%w: %d of %d parts of the publish failed, the others may be stored: %v", ErrTimeout, failed, len(errs), first)
+}
+
+// invalid reports an error that rejects a publish before it is stored.
+func invalid(err error) bool {
+	return errors.Is(err, fsm.ErrTopicNotFound) || errors.Is(err, fsm.ErrPartitionRange) ||
+		errors.Is(err, fsm.ErrMessageTooLarge) || errors.Is(err, fsm.ErrEmptyPublish) || errors.Is(err, fsm.ErrBadCommand)
+}
+
 // gather makes the parts of a split publish answer done once, with the
-// results in order or the first error.
+// results in order or their joined outcome (JoinOutcomes).
 func gather(reqs []*pubReq, done func(*fsm.PublishResult, error)) {
 	var mu sync.Mutex
 	results := make([]*fsm.PublishResult, len(reqs))
+	errs := make([]error, len(reqs))
 	left := len(reqs)
-	var firstErr error
 	for i, r := range reqs {
 		r.done = func(resp pubResp) {
 			mu.Lock()
-			results[i] = resp.res
-			if resp.err != nil && firstErr == nil {
-				firstErr = resp.err
-			}
+			results[i], errs[i] = resp.res, resp.err
 			left--
 			last := left == 0
 			mu.Unlock()
 			if !last {
 				return
 			}
-			if firstErr != nil {
-				done(nil, firstErr)
+			if err := JoinOutcomes(errs); err != nil {
+				done(nil, err)
 				return
 			}
 			out := &fsm.PublishResult{}

@@ -546,3 +546,64 @@ func unreachable(n *cluster.Node, id string) bool {
 	}
 	return false
 }
+
+func TestJoinOutcomes(t *testing.T) {
+	notLeader := fmt.Errorf("%w: x", cluster.ErrNotLeader)
+	for _, tc := range []struct {
+		name string
+		errs []error
+		want error // nil, or the sentinel the result must wrap
+	}{
+		{"all stored", []error{nil, nil}, nil},
+		{"all refused", []error{notLeader, notLeader}, cluster.ErrNotLeader},
+		{"refused and invalid", []error{notLeader, fsm.ErrTopicNotFound}, cluster.ErrNotLeader},
+		{"one stored, one refused", []error{nil, notLeader}, cluster.ErrTimeout},
+		{"one unknown, one refused", []error{cluster.ErrTimeout, notLeader}, cluster.ErrTimeout},
+		{"closed", []error{cluster.ErrClosed}, cluster.ErrTimeout},
+	} {
+		got := cluster.JoinOutcomes(tc.errs)
+		if (got == nil) != (tc.want == nil) || (tc.want != nil && !errors.Is(got, tc.want)) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+		if tc.want == cluster.ErrTimeout && errors.Is(got, cluster.ErrNotLeader) {
+			t.Errorf("%s: %v also says not stored", tc.name, got)
+		}
+	}
+}
+
+// TestSplitPublishAcrossTransfer: a publish split into many entries,
+// interrupted by a leadership transfer, is reported as refused
+// (ErrNotLeader: retry freely) only if none of it was stored.
+func TestSplitPublishAcrossTransfer(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *cluster.Config) {
+		cfg.MaxBatchMessages = 8
+		cfg.PipelineDepth = 1
+	})
+	createTopic(t, c, "t", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for round := 0; round < 5; round++ {
+		l := c.node(c.leader())
+		p, err := l.FSM().Partition("t", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := p.Watermark()
+		msgs := make([]journal.Message, 4000)
+		for i := range msgs {
+			msgs[i].Payload = []byte("x")
+		}
+		go func() {
+			time.Sleep(5 * time.Millisecond)
+			l.TransferLeadership(ctx, "")
+		}()
+		_, err = l.Publish(ctx, "t", 0, msgs)
+		newLeader := c.node(c.leader())
+		np, _ := newLeader.FSM().Partition("t", 0)
+		stored := np.Watermark() - before
+		t.Logf("round %d: %v; %d stored", round, err, stored)
+		if errors.Is(err, cluster.ErrNotLeader) && stored > 0 {
+			t.Fatalf("publish reported refused (%v) but %d of its messages were stored", err, stored)
+		}
+	}
+}

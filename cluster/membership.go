@@ -292,11 +292,12 @@ func (n *Node) RemoveMember(ctx context.Context, id string, answers func(ctx con
 	if err := raftError(waitFuture(ctx, n.raft.RemoveServer(target.ID, 0, 0))); err != nil {
 		return err
 	}
-	_, err := n.propose(ctx, &fsm.Member{ID: id})
-	if errors.Is(err, ErrNotLeader) && id == n.cfg.NodeID {
-		return nil // the leader removed itself and stepped down
+	// The removal is done; forgetting its client address is cleanup (a
+	// leader that removed itself has stepped down and cannot).
+	if _, err := n.propose(ctx, &fsm.Member{ID: id}); err != nil {
+		n.log.Warn("removed member's client address not forgotten", "id", id, "error", err)
 	}
-	return err
+	return nil
 }
 
 // TransferLeadership hands leadership to the voter id, or to the most

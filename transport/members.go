@@ -62,6 +62,11 @@ func (s *Server) waitCaughtUp(ctx context.Context, id string, index uint64) erro
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
 			st, err := pb.NewWalmqClient(conn).Status(sctx, &pb.StatusRequest{})
 			cancel()
+			if err == nil && st.GetNodeId() != id {
+				// The address it announced reaches another node (a
+				// loopback or socket address on another host?).
+				return fmt.Errorf("the client address %s announced by %s reaches %s", s.node.FSM().ClientAddr(id), id, st.GetNodeId())
+			}
 			if err == nil && st.GetAppliedIndex() >= index {
 				return nil
 			}
@@ -102,7 +107,7 @@ func (s *Server) followsMe(ctx context.Context, id string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	st, err := c.Status(ctx, &pb.StatusRequest{})
-	return err == nil && st.GetLeader() == s.node.NodeID()
+	return err == nil && st.GetNodeId() == id && st.GetLeader() == s.node.NodeID()
 }
 
 // TransferLeader implements the API.

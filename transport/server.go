@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/walmq/walmq/api/walmq/v1"
@@ -360,12 +361,10 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 	acks := make([]*pb.PublishAck, len(msgs))
 	var mu sync.Mutex
 	left := len(order)
-	var firstErr error
+	var errs []error
 	finish := func(idx []int, res *fsm.PublishResult, err error) {
 		mu.Lock()
-		if err != nil && firstErr == nil {
-			firstErr = err
-		}
+		errs = append(errs, err)
 		if err == nil {
 			for k, i := range idx {
 				acks[i] = &pb.PublishAck{Partition: int32(res.Partitions[k]), Offset: res.Offsets[k], Duplicate: res.Duplicate[k]}
@@ -375,8 +374,10 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 		last := left == 0
 		mu.Unlock()
 		if last {
-			if firstErr != nil {
-				done(nil, firstErr)
+			// Some partitions' parts may be stored while others were
+			// refused: the outcome of the whole is then unknown.
+			if err := cluster.JoinOutcomes(errs); err != nil {
+				done(nil, err)
 			} else {
 				done(acks, nil)
 			}
@@ -460,8 +461,8 @@ func (s *Server) PublishStream(stream pb.Walmq_PublishStreamServer) error {
 		s.publish(ctx, r, func(acks []*pb.PublishAck, err error) {
 			resp := &pb.PublishResponse{Seq: seq, Acks: acks}
 			if err != nil {
-				st := ToStatus(err)
-				resp.Code, resp.Error = int32(statusCode(st)), err.Error()
+				st := status.Convert(ToStatus(err))
+				resp.Code, resp.Error = int32(st.Code()), st.Message()
 			}
 			out <- resp
 			inflight.Done()

@@ -3,9 +3,6 @@ package transport
 import (
 	"io"
 	"syscall"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 var ioEOF = io.EOF
@@ -14,5 +11,3 @@ var ioEOF = io.EOF
 // socket is created under a 0177 mask so that it is never, even briefly,
 // open to other users.
 func umask(mask int) int { return syscall.Umask(mask) }
-
-func statusCode(err error) codes.Code { return status.Code(err) }
