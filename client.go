@@ -260,10 +260,16 @@ func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs 
 		return acksFrom(r.GetAcks()), nil
 	}
 	err = wrap(err)
+	// Once one try's outcome is unknown, the publish's is, whatever later
+	// tries answer: a refusal of a retry says nothing of the first copy.
+	unknown := !errors.Is(err, ErrNotLeader)
 	deadline := time.Now().Add(c.opts.RetryFor)
 	backoff := 20 * time.Millisecond
 	for {
 		if c.opts.RetryFor < 0 || !retryable(err, msgs) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			if unknown && errors.Is(err, ErrNotLeader) {
+				return nil, fmt.Errorf("%w: an earlier try's outcome is unknown; the last try: %v", ErrTimeout, err)
+			}
 			return nil, err
 		}
 		select {
@@ -279,6 +285,7 @@ func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs 
 			return acksFrom(r.GetAcks()), nil
 		}
 		err = wrap(err)
+		unknown = unknown || !errors.Is(err, ErrNotLeader)
 	}
 }
 
