@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
@@ -71,6 +74,14 @@ type Client struct {
 	idPrefix string // AutoID's; "" when off
 	idSeq    atomic.Uint64
 
+	// With a list of nodes: the resolver feeding the channel, and the
+	// addresses, leader first (see avoidCurrent).
+	res       *manual.Resolver
+	addrs     []string
+	avoidMu   sync.Mutex
+	lastAvoid time.Time
+	resDone   bool
+
 	mu        sync.Mutex
 	queues    map[queueKey]*pubQueue
 	stream    *pubStream
@@ -114,9 +125,17 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 			}
 		}
 	}
+	var self atomic.Pointer[Client] // for the interceptor, once dialed
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes)),
-		grpc.WithUnaryInterceptor(retryInterceptor(opts.RetryFor))}
+		grpc.WithUnaryInterceptor(retryInterceptor(opts.RetryFor, func() {
+			if c := self.Load(); c != nil {
+				c.avoidCurrent()
+			}
+		})),
+		// A node that stops answering (paused, or cut off without a
+		// reset) is noticed within a few seconds and the channel moves on.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 2 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})}
 	var (
 		target string
 		res    *manual.Resolver
@@ -188,7 +207,9 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		} else {
 			res.UpdateState(resolver.State{Addresses: resolverAddrs(ordered)})
 		}
+		c.res, c.addrs = res, ordered
 	}
+	self.Store(c)
 	if opts.AutoID {
 		var b [6]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -286,6 +307,9 @@ func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs 
 		}
 		err = wrap(err)
 		unknown = unknown || !errors.Is(err, ErrNotLeader)
+		if errors.Is(err, ErrNotLeader) {
+			c.avoidCurrent()
+		}
 	}
 }
 
@@ -309,6 +333,9 @@ func (c *Client) Close() error {
 	}
 	c.cancel()
 	c.streamsWG.Wait()
+	c.avoidMu.Lock()
+	c.resDone = true
+	c.avoidMu.Unlock()
 	return c.conn.Close()
 }
 
@@ -609,7 +636,7 @@ var idempotent = map[string]bool{
 // cluster has no leader (the call was refused: nothing happened), and an
 // idempotent call also when its node went away. Publish has its own loop
 // (Client.publishRetry); Status and the per-node calls are not repeated.
-func retryInterceptor(retryFor time.Duration) grpc.UnaryClientInterceptor {
+func retryInterceptor(retryFor time.Duration, refused func()) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if retryFor <= 0 || method == pb.Walmq_Publish_FullMethodName || method == pb.Walmq_Status_FullMethodName ||
 			method == pb.Walmq_Checksum_FullMethodName {
@@ -626,6 +653,9 @@ func retryInterceptor(retryFor time.Duration) grpc.UnaryClientInterceptor {
 				deadline = time.Now().Add(retryFor)
 			}
 			werr := transport.FromStatus(err)
+			if errors.Is(werr, ErrNotLeader) {
+				refused()
+			}
 			again := errors.Is(werr, ErrNotLeader) || (idempotent[method] && errors.Is(werr, transport.ErrUnavailable))
 			if !again || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
 				return err
@@ -860,6 +890,52 @@ func (c *Client) pubStream() (*pubStream, error) {
 	return s, nil
 }
 
+// avoidCurrent moves the channel off the node it talks to when that node
+// knows no leader (cut off from the others, it refuses everything while
+// they elect one): the node is left out of the address list for a while,
+// so pick_first connects to the next one. At most every 2 s.
+func (c *Client) avoidCurrent() {
+	if c.res == nil {
+		return
+	}
+	c.avoidMu.Lock()
+	if c.resDone || time.Since(c.lastAvoid) < 2*time.Second {
+		c.avoidMu.Unlock()
+		return
+	}
+	c.lastAvoid = time.Now()
+	c.avoidMu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, 500*time.Millisecond)
+	defer cancel()
+	var p peer.Peer // the address the channel is connected to
+	st, err := c.api.Status(ctx, &pb.StatusRequest{}, grpc.Peer(&p))
+	if err != nil || st.GetLeader() != "" || p.Addr == nil {
+		// Unreachable (the channel moves by itself), or it knows a leader
+		// (it forwards, or leads and will take writes in a moment).
+		return
+	}
+	cur := p.Addr.String()
+	others := slices.DeleteFunc(slices.Clone(c.addrs), func(a string) bool { return a == cur })
+	if cur == "" || len(others) == 0 || len(others) == len(c.addrs) {
+		return
+	}
+	c.avoidMu.Lock()
+	defer c.avoidMu.Unlock()
+	if c.resDone {
+		return
+	}
+	c.res.UpdateState(resolver.State{Addresses: resolverAddrs(others)})
+	// Let it back in later: a live connection to another listed node is
+	// kept.
+	time.AfterFunc(10*time.Second, func() {
+		c.avoidMu.Lock()
+		defer c.avoidMu.Unlock()
+		if !c.resDone {
+			c.res.UpdateState(resolver.State{Addresses: resolverAddrs(c.addrs)})
+		}
+	})
+}
+
 // waitReady waits, up to RetryFor, until the channel has a node that
 // answers: after losing one, it moves on to the next address.
 func (c *Client) waitReady() {
@@ -925,6 +1001,9 @@ func (s *pubStream) recv() {
 				s.retire()
 			}
 			done(nil, err)
+			if errors.Is(err, ErrNotLeader) {
+				s.c.avoidCurrent()
+			}
 		} else {
 			done(acksFrom(r.GetAcks()), nil)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -100,6 +101,9 @@ func NewServer(node *cluster.Node, opts Options) (*Server, error) {
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes),
 		grpc.MaxSendMsgSize(opts.MaxRequestBytes),
+		// The Go client pings every 2 s to notice a node that stopped
+		// answering; allow it (the default refuses pings under 5 min).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 	)
 	pb.RegisterWalmqServer(s.grpc, s)
 	s.health = health.NewServer()
