@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// testLog writes the harness's progress to the test log.
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) {
+	w.t.Logf("%s", b)
+	return len(b), nil
+}
+
+// TestEndToEnd runs the real harness for 10 s: three walmq-node
+// processes, four producers, the leader partitioned and killed.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster for 10 s")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the harness attributes connections through /proc: Linux only")
+	}
+	dir, err := os.MkdirTemp("", "jepsen-lite-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Faults of at most 4 s: shorter than the clients' RetryFor (5 s), so
+	// that no publish outlives a fault (see "Known issues" in README.md).
+	cfg := config{Out: dir, Seed: 1, Duration: 10 * time.Second, Faults: []string{"partition-leader", "kill-leader"},
+		MaxFault: 4 * time.Second, Producers: 4}
+	res, err := runHarness(ctx, cfg, testLog{t})
+	if err != nil {
+		t.Fatalf("harness: %v (run directory %s kept)", err, dir)
+	}
+	if !res.Valid || res.Acknowledged == 0 {
+		var b []byte
+		b, _ = os.ReadFile(dir + "/results.json")
+		t.Fatalf("valid = %v, acknowledged = %d; run directory %s kept; results:\n%s", res.Valid, res.Acknowledged, dir, b)
+	}
+	t.Logf("attempted %d, acknowledged %d, delivered %d, unknown %d", res.Attempted, res.Acknowledged, res.Delivered, res.Unknown)
+	os.RemoveAll(dir)
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+	"time"
+)
+
+// The faults the nemesis knows.
+var allFaults = []string{"partition-leader", "partition-follower", "kill-leader", "kill-follower",
+	"pause-leader", "pause-follower"}
+
+// parseFaults checks a comma-separated list of faults.
+func parseFaults(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		known := false
+		for _, k := range allFaults {
+			known = known || k == f
+		}
+		if !known {
+			return nil, fmt.Errorf("unknown fault %q (known: %s)", f, strings.Join(allFaults, ", "))
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// nemesis injects one fault at a time on a schedule drawn from its seeded
+// random source: a quiet spell of 1 to 3 s, a fault on the leader or a
+// follower (found when the fault starts) for minHold to maxHold, its
+// repair, again.
+type nemesis struct {
+	c      *Cluster
+	hist   *History
+	rng    *rand.Rand
+	faults []string
+	// maxHold is the longest a fault lasts (at least minHold).
+	maxHold time.Duration
+	logf    func(string, ...any)
+}
+
+// minHold is the shortest a fault lasts: well above the election timeout
+// (500 ms), so that a lost or paused leader is replaced.
+const minHold = 2 * time.Second
+
+// run injects faults until ctx is done or end has passed; the last fault
+// is repaired before it returns.
+func (n *nemesis) run(ctx context.Context, end time.Time) {
+	if len(n.faults) == 0 {
+		return
+	}
+	sleep := func(d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	for {
+		quiet := time.Second + time.Duration(n.rng.Int63n(int64(2*time.Second)))
+		fault := n.faults[n.rng.Intn(len(n.faults))]
+		hold := minHold + time.Duration(n.rng.Int63n(int64(n.maxHold-minHold)+1))
+		pick := n.rng.Intn(1 << 30) // which follower, for the follower faults
+		if time.Now().Add(quiet).After(end) {
+			return
+		}
+		sleep(quiet)
+		if ctx.Err() != nil {
+			return
+		}
+		repair := n.inject(ctx, fault, pick)
+		if repair == nil {
+			continue
+		}
+		sleep(hold)
+		repair()
+	}
+}
+
+// inject starts fault and returns what repairs it (nil if it could not be
+// started).
+func (n *nemesis) inject(ctx context.Context, fault string, pick int) (repair func()) {
+	n.hist.Add(Op{Process: "nemesis", Type: Invoke, F: fault})
+	leader := n.c.WaitLeader(ctx, 5*time.Second)
+	if leader == "" {
+		n.done(fault, "", Info, "", "no leader found")
+		return nil
+	}
+	target := leader
+	if strings.HasSuffix(fault, "-follower") {
+		var followers []string
+		for _, id := range n.c.IDs() {
+			if id != leader {
+				followers = append(followers, id)
+			}
+		}
+		sort.Strings(followers)
+		target = followers[pick%len(followers)]
+	}
+	switch {
+	case strings.HasPrefix(fault, "partition-"):
+		n.c.net.Isolate(target)
+		n.done(fault, target, OK, "isolated "+target+" (leader "+leader+")", "")
+		return func() { n.repair("heal", target, "healed all links", func() error { n.c.net.HealAll(); return nil }) }
+	case strings.HasPrefix(fault, "kill-"):
+		if err := n.c.Kill(target); err != nil {
+			n.done(fault, target, Info, "", err.Error())
+			return nil
+		}
+		n.done(fault, target, OK, "killed "+target+" (leader "+leader+")", "")
+		return func() { n.repair("restart", target, "restarted "+target, func() error { return n.c.Restart(target) }) }
+	case strings.HasPrefix(fault, "pause-"):
+		if err := n.c.Pause(target); err != nil {
+			n.done(fault, target, Info, "", err.Error())
+			return nil
+		}
+		n.done(fault, target, OK, "paused "+target+" (leader "+leader+")", "")
+		return func() { n.repair("resume", target, "resumed "+target, func() error { return n.c.Resume(target) }) }
+	}
+	panic("unknown fault " + fault)
+}
+
+func (n *nemesis) done(f, node, typ, value, errText string) {
+	n.hist.Add(Op{Process: "nemesis", Node: node, Type: typ, F: f, Value: value, Error: errText})
+	msg := value
+	if errText != "" {
+		msg = errText
+	}
+	n.logf("%6.1fs nemesis %s %s: %s", n.hist.Since().Seconds(), f, typ, msg)
+}
+
+func (n *nemesis) repair(f, node, value string, do func() error) {
+	n.hist.Add(Op{Process: "nemesis", Node: node, Type: Invoke, F: f})
+	if err := do(); err != nil {
+		n.done(f, node, Info, "", err.Error())
+		return
+	}
+	n.done(f, node, OK, value, "")
+}
