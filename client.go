@@ -278,7 +278,7 @@ func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs 
 	// the first failure, and they wait for a node that answers.
 	r, err := c.api.Publish(ctx, req)
 	if err == nil {
-		return acksFrom(r.GetAcks()), nil
+		return acksFrom(r), nil
 	}
 	err = wrap(err)
 	// Once one try's outcome is unknown, the publish's is, whatever later
@@ -303,7 +303,7 @@ func (c *Client) publishRetry(ctx context.Context, req *pb.PublishRequest, msgs 
 		r, err = c.api.Publish(actx, req, grpc.WaitForReady(true))
 		cancel()
 		if err == nil {
-			return acksFrom(r.GetAcks()), nil
+			return acksFrom(r), nil
 		}
 		err = wrap(err)
 		unknown = unknown || !errors.Is(err, ErrNotLeader)
@@ -462,7 +462,21 @@ func messagesPB(msgs []Message) []*pb.Message {
 	return out
 }
 
-func acksFrom(as []*pb.PublishAck) []PublishAck {
+func acksFrom(r *pb.PublishResponse) []PublishAck {
+	if rs := r.GetRanges(); len(rs) > 0 {
+		n := 0
+		for _, rg := range rs {
+			n += int(rg.GetCount())
+		}
+		out := make([]PublishAck, 0, n)
+		for _, rg := range rs {
+			for k := range uint64(rg.GetCount()) {
+				out = append(out, PublishAck{Partition: int(rg.GetPartition()), Offset: rg.GetFirstOffset() + k})
+			}
+		}
+		return out
+	}
+	as := r.GetAcks()
 	out := make([]PublishAck, len(as))
 	for i, a := range as {
 		out[i] = PublishAck{Partition: int(a.GetPartition()), Offset: a.GetOffset(), Duplicate: a.GetDuplicate()}
@@ -473,7 +487,7 @@ func acksFrom(as []*pb.PublishAck) []PublishAck {
 // Publish implements Broker.
 func (c *Client) Publish(ctx context.Context, topic string, msgs ...Message) ([]PublishAck, error) {
 	msgs = c.withIDs(msgs)
-	return c.publishRetry(ctx, &pb.PublishRequest{Topic: topic, Messages: messagesPB(msgs)}, msgs)
+	return c.publishRetry(ctx, &pb.PublishRequest{Topic: topic, Messages: messagesPB(msgs), AckRanges: true}, msgs)
 }
 
 // PublishTo implements Broker.
@@ -483,7 +497,7 @@ func (c *Client) PublishTo(ctx context.Context, topic string, partition int, msg
 		return nil, fmt.Errorf("%w: partition %d", ErrPartitionRange, partition)
 	}
 	msgs = c.withIDs(msgs)
-	return c.publishRetry(ctx, &pb.PublishRequest{Topic: topic, Partition: &p, Messages: messagesPB(msgs)}, msgs)
+	return c.publishRetry(ctx, &pb.PublishRequest{Topic: topic, Partition: &p, Messages: messagesPB(msgs), AckRanges: true}, msgs)
 }
 
 // CreateGroup implements Broker.
@@ -794,7 +808,7 @@ func (c *Client) flush(k queueKey, q *pubQueue) {
 		q.dones = q.dones[calls:]
 		c.mu.Unlock()
 		p := int32(k.part)
-		req := &pb.PublishRequest{Topic: k.topic, Partition: &p, Messages: messagesPB(msgs)}
+		req := &pb.PublishRequest{Topic: k.topic, Partition: &p, Messages: messagesPB(msgs), AckRanges: true}
 		c.send(req, func(acks []PublishAck, err error) {
 			off := 0
 			for _, d := range dones {
@@ -1005,7 +1019,7 @@ func (s *pubStream) recv() {
 				s.c.avoidCurrent()
 			}
 		} else {
-			done(acksFrom(r.GetAcks()), nil)
+			done(acksFrom(r), nil)
 		}
 	}
 }

@@ -332,7 +332,7 @@ func messagesIn(ms []*pb.Message) []journal.Message {
 // publish routes one request's messages to partitions and calls done once
 // with the acks in message order or the first error. Messages of one
 // partition are queued with the node in request order.
-func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]*pb.PublishAck, error)) {
+func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func(*pb.PublishResponse, error)) {
 	msgs := messagesIn(r.GetMessages())
 	if len(msgs) == 0 {
 		done(nil, fsm.ErrEmptyPublish)
@@ -362,7 +362,9 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 		}
 		byPart, order = s.node.Route(keys, n)
 	}
-	acks := make([]*pb.PublishAck, len(msgs))
+	parts := make([]int32, len(msgs))
+	offs := make([]uint64, len(msgs))
+	dups := make([]bool, len(msgs))
 	var mu sync.Mutex
 	left := len(order)
 	var errs []error
@@ -371,7 +373,7 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 		errs = append(errs, err)
 		if err == nil {
 			for k, i := range idx {
-				acks[i] = &pb.PublishAck{Partition: int32(res.Partitions[k]), Offset: res.Offsets[k], Duplicate: res.Duplicate[k]}
+				parts[i], offs[i], dups[i] = int32(res.Partitions[k]), res.Offsets[k], res.Duplicate[k]
 			}
 		}
 		left--
@@ -383,7 +385,7 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 			if err := cluster.JoinOutcomes(errs); err != nil {
 				done(nil, err)
 			} else {
-				done(acks, nil)
+				done(acksOut(r, parts, offs, dups), nil)
 			}
 		}
 	}
@@ -404,23 +406,49 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func([]
 	}
 }
 
+// acksOut is the response to r whose messages were stored at parts[i],
+// offs[i] (dups[i]: a duplicate, there before): ack ranges when the client
+// reads them and no message is a duplicate, else an ack per message.
+func acksOut(r *pb.PublishRequest, parts []int32, offs []uint64, dups []bool) *pb.PublishResponse {
+	out := &pb.PublishResponse{}
+	if r.GetAckRanges() && !slices.Contains(dups, true) {
+		for i := range parts {
+			if n := len(out.Ranges); n > 0 {
+				last := out.Ranges[n-1]
+				if last.Partition == parts[i] && last.FirstOffset+uint64(last.Count) == offs[i] {
+					last.Count++
+					continue
+				}
+			}
+			out.Ranges = append(out.Ranges, &pb.AckRange{Partition: parts[i], FirstOffset: offs[i], Count: 1})
+		}
+		return out
+	}
+	out.Acks = make([]*pb.PublishAck, len(parts))
+	for i := range parts {
+		out.Acks[i] = &pb.PublishAck{Partition: parts[i], Offset: offs[i], Duplicate: dups[i]}
+	}
+	return out
+}
+
 // Publish implements the API.
 func (s *Server) Publish(ctx context.Context, r *pb.PublishRequest) (*pb.PublishResponse, error) {
 	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.Publish); ok {
 		return resp, err
 	}
 	type result struct {
-		acks []*pb.PublishAck
+		resp *pb.PublishResponse
 		err  error
 	}
 	ch := make(chan result, 1)
-	s.publish(ctx, r, func(acks []*pb.PublishAck, err error) { ch <- result{acks, err} })
+	s.publish(ctx, r, func(resp *pb.PublishResponse, err error) { ch <- result{resp, err} })
 	select {
 	case res := <-ch:
 		if res.err != nil {
 			return nil, ToStatus(res.err)
 		}
-		return &pb.PublishResponse{Seq: r.GetSeq(), Acks: res.acks}, nil
+		res.resp.Seq = r.GetSeq()
+		return res.resp, nil
 	case <-ctx.Done():
 		return nil, ToStatus(fmt.Errorf("%w: %w", cluster.ErrTimeout, ctx.Err()))
 	}
@@ -462,8 +490,11 @@ func (s *Server) PublishStream(stream pb.Walmq_PublishStreamServer) error {
 		}
 		inflight.Add(1)
 		seq := r.GetSeq()
-		s.publish(ctx, r, func(acks []*pb.PublishAck, err error) {
-			resp := &pb.PublishResponse{Seq: seq, Acks: acks}
+		s.publish(ctx, r, func(resp *pb.PublishResponse, err error) {
+			if resp == nil {
+				resp = &pb.PublishResponse{}
+			}
+			resp.Seq = seq
 			if err != nil {
 				st := status.Convert(ToStatus(err))
 				resp.Code, resp.Error = int32(st.Code()), st.Message()

@@ -846,8 +846,11 @@ type PublishRequest struct {
 	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
 	// Unset: each message goes to the partition of its key, keyless ones
 	// together to the next partition in turn.
-	Partition     *int32     `protobuf:"varint,3,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
-	Messages      []*Message `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty"`
+	Partition *int32     `protobuf:"varint,3,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
+	Messages  []*Message `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The client reads ack ranges: the response may carry them instead of
+	// one PublishAck per message.
+	AckRanges     bool `protobuf:"varint,5,opt,name=ack_ranges,json=ackRanges,proto3" json:"ack_ranges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -908,6 +911,13 @@ func (x *PublishRequest) GetMessages() []*Message {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *PublishRequest) GetAckRanges() bool {
+	if x != nil {
+		return x.AckRanges
+	}
+	return false
 }
 
 type PublishAck struct {
@@ -972,10 +982,76 @@ func (x *PublishAck) GetDuplicate() bool {
 	return false
 }
 
+// AckRange acknowledges count consecutive messages of a request, stored
+// at consecutive offsets of one partition from first_offset, none of them
+// a duplicate.
+type AckRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	FirstOffset   uint64                 `protobuf:"varint,2,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
+	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRange) Reset() {
+	*x = AckRange{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRange) ProtoMessage() {}
+
+func (x *AckRange) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRange.ProtoReflect.Descriptor instead.
+func (*AckRange) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AckRange) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *AckRange) GetFirstOffset() uint64 {
+	if x != nil {
+		return x.FirstOffset
+	}
+	return 0
+}
+
+func (x *AckRange) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type PublishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Acks  []*PublishAck          `protobuf:"bytes,2,rep,name=acks,proto3" json:"acks,omitempty"`
+	// One ack per message, in the request's order; or, when the request
+	// asked for ack_ranges, ranges covering the messages in order.
+	Acks   []*PublishAck `protobuf:"bytes,2,rep,name=acks,proto3" json:"acks,omitempty"`
+	Ranges []*AckRange   `protobuf:"bytes,5,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	// On a stream, a failed batch: its gRPC status code and message.
 	Code          int32  `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
 	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
@@ -985,7 +1061,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[17]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1073,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[17]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1086,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{17}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PublishResponse) GetSeq() uint64 {
@@ -1023,6 +1099,13 @@ func (x *PublishResponse) GetSeq() uint64 {
 func (x *PublishResponse) GetAcks() []*PublishAck {
 	if x != nil {
 		return x.Acks
+	}
+	return nil
+}
+
+func (x *PublishResponse) GetRanges() []*AckRange {
+	if x != nil {
+		return x.Ranges
 	}
 	return nil
 }
@@ -1053,7 +1136,7 @@ type Ref struct {
 
 func (x *Ref) Reset() {
 	*x = Ref{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[18]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1148,7 @@ func (x *Ref) String() string {
 func (*Ref) ProtoMessage() {}
 
 func (x *Ref) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[18]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1161,7 @@ func (x *Ref) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ref.ProtoReflect.Descriptor instead.
 func (*Ref) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{18}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Ref) GetGroup() string {
@@ -1123,7 +1206,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[19]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1218,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[19]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1231,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{19}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Delivery) GetPartition() int32 {
@@ -1191,7 +1274,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[20]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1286,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[20]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1299,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{20}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchRequest) GetGroup() string {
@@ -1258,7 +1341,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1353,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1366,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{21}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchResponse) GetDeliveries() []*Delivery {
@@ -1319,7 +1402,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1414,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1427,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{22}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubscribeRequest) GetGroup() string {
@@ -1382,7 +1465,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1477,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1490,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{23}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AckRequest) GetRefs() []*Ref {
@@ -1448,7 +1531,7 @@ type PartitionOffsets struct {
 
 func (x *PartitionOffsets) Reset() {
 	*x = PartitionOffsets{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1543,7 @@ func (x *PartitionOffsets) String() string {
 func (*PartitionOffsets) ProtoMessage() {}
 
 func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1556,7 @@ func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffsets.ProtoReflect.Descriptor instead.
 func (*PartitionOffsets) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{24}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PartitionOffsets) GetPartition() int32 {
@@ -1498,7 +1581,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1593,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1606,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{25}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{26}
 }
 
 type NackRequest struct {
@@ -1536,7 +1619,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1631,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1644,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{26}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NackRequest) GetRefs() []*Ref {
@@ -1586,7 +1669,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1681,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1694,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{27}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{28}
 }
 
 type TermRequest struct {
@@ -1624,7 +1707,7 @@ type TermRequest struct {
 
 func (x *TermRequest) Reset() {
 	*x = TermRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1719,7 @@ func (x *TermRequest) String() string {
 func (*TermRequest) ProtoMessage() {}
 
 func (x *TermRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1732,7 @@ func (x *TermRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermRequest.ProtoReflect.Descriptor instead.
 func (*TermRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{28}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TermRequest) GetRefs() []*Ref {
@@ -1674,7 +1757,7 @@ type TermResponse struct {
 
 func (x *TermResponse) Reset() {
 	*x = TermResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1769,7 @@ func (x *TermResponse) String() string {
 func (*TermResponse) ProtoMessage() {}
 
 func (x *TermResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1782,7 @@ func (x *TermResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermResponse.ProtoReflect.Descriptor instead.
 func (*TermResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{29}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{30}
 }
 
 type GroupConfig struct {
@@ -1715,7 +1798,7 @@ type GroupConfig struct {
 
 func (x *GroupConfig) Reset() {
 	*x = GroupConfig{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1810,7 @@ func (x *GroupConfig) String() string {
 func (*GroupConfig) ProtoMessage() {}
 
 func (x *GroupConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1823,7 @@ func (x *GroupConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConfig.ProtoReflect.Descriptor instead.
 func (*GroupConfig) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{30}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GroupConfig) GetStartAt() StartAt {
@@ -1782,7 +1865,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1877,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1890,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{31}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateGroupRequest) GetTopic() string {
@@ -1839,7 +1922,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +1934,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +1947,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{32}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{33}
 }
 
 type DeleteGroupRequest struct {
@@ -1877,7 +1960,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1972,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1985,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{33}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteGroupRequest) GetTopic() string {
@@ -1927,7 +2010,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2022,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2035,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{34}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{35}
 }
 
 type ListGroupsRequest struct {
@@ -1964,7 +2047,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2059,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2072,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{35}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListGroupsRequest) GetTopic() string {
@@ -2008,7 +2091,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2103,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2116,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{36}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListGroupsResponse) GetGroups() []string {
@@ -2053,7 +2136,7 @@ type DescribeGroupRequest struct {
 
 func (x *DescribeGroupRequest) Reset() {
 	*x = DescribeGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2148,7 @@ func (x *DescribeGroupRequest) String() string {
 func (*DescribeGroupRequest) ProtoMessage() {}
 
 func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2161,7 @@ func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
 func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{37}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DescribeGroupRequest) GetTopic() string {
@@ -2108,7 +2191,7 @@ type GroupPartition struct {
 
 func (x *GroupPartition) Reset() {
 	*x = GroupPartition{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2203,7 @@ func (x *GroupPartition) String() string {
 func (*GroupPartition) ProtoMessage() {}
 
 func (x *GroupPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2216,7 @@ func (x *GroupPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPartition.ProtoReflect.Descriptor instead.
 func (*GroupPartition) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{38}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupPartition) GetPartition() int32 {
@@ -2183,7 +2266,7 @@ type DescribeGroupResponse struct {
 
 func (x *DescribeGroupResponse) Reset() {
 	*x = DescribeGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2278,7 @@ func (x *DescribeGroupResponse) String() string {
 func (*DescribeGroupResponse) ProtoMessage() {}
 
 func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2291,7 @@ func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
 func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{39}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DescribeGroupResponse) GetTopic() string {
@@ -2254,7 +2337,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2349,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2362,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{40}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ResetGroupRequest) GetTopic() string {
@@ -2345,7 +2428,7 @@ type ResetGroupResponse struct {
 
 func (x *ResetGroupResponse) Reset() {
 	*x = ResetGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2440,7 @@ func (x *ResetGroupResponse) String() string {
 func (*ResetGroupResponse) ProtoMessage() {}
 
 func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2453,7 @@ func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupResponse.ProtoReflect.Descriptor instead.
 func (*ResetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{41}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{42}
 }
 
 type StatusRequest struct {
@@ -2381,7 +2464,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2476,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2489,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{42}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{43}
 }
 
 type Member struct {
@@ -2424,7 +2507,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2519,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2532,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{43}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Member) GetId() string {
@@ -2501,7 +2584,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2596,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2609,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{44}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -2583,7 +2666,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2678,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2691,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{45}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -2640,7 +2723,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +2735,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +2748,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{46}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{47}
 }
 
 type RemoveMemberRequest struct {
@@ -2677,7 +2760,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2772,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2785,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{47}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -2720,7 +2803,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2815,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2828,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{48}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{49}
 }
 
 type TransferLeaderRequest struct {
@@ -2758,7 +2841,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2853,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2866,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{49}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TransferLeaderRequest) GetId() string {
@@ -2802,7 +2885,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2897,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2910,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{50}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -2851,7 +2934,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +2946,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +2959,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{51}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ChecksumRequest) GetTopic() string {
@@ -2916,7 +2999,7 @@ type PartitionChecksum struct {
 
 func (x *PartitionChecksum) Reset() {
 	*x = PartitionChecksum{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3011,7 @@ func (x *PartitionChecksum) String() string {
 func (*PartitionChecksum) ProtoMessage() {}
 
 func (x *PartitionChecksum) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3024,7 @@ func (x *PartitionChecksum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionChecksum.ProtoReflect.Descriptor instead.
 func (*PartitionChecksum) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{52}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PartitionChecksum) GetPartition() uint32 {
@@ -2990,7 +3073,7 @@ type ChecksumResponse struct {
 
 func (x *ChecksumResponse) Reset() {
 	*x = ChecksumResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3085,7 @@ func (x *ChecksumResponse) String() string {
 func (*ChecksumResponse) ProtoMessage() {}
 
 func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3098,7 @@ func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResponse.ProtoReflect.Descriptor instead.
 func (*ChecksumResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{53}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ChecksumResponse) GetNodeId() string {
@@ -3049,7 +3132,7 @@ type AnnounceMemberRequest struct {
 
 func (x *AnnounceMemberRequest) Reset() {
 	*x = AnnounceMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3144,7 @@ func (x *AnnounceMemberRequest) String() string {
 func (*AnnounceMemberRequest) ProtoMessage() {}
 
 func (x *AnnounceMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3157,7 @@ func (x *AnnounceMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceMemberRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{54}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AnnounceMemberRequest) GetId() string {
@@ -3099,7 +3182,7 @@ type AnnounceMemberResponse struct {
 
 func (x *AnnounceMemberResponse) Reset() {
 	*x = AnnounceMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3194,7 @@ func (x *AnnounceMemberResponse) String() string {
 func (*AnnounceMemberResponse) ProtoMessage() {}
 
 func (x *AnnounceMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3207,7 @@ func (x *AnnounceMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceMemberResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{55}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{56}
 }
 
 var File_walmq_v1_walmq_proto protoreflect.FileDescriptor
@@ -3179,22 +3262,29 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\x14DescribeTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
 	"\x15DescribeTopicResponse\x12)\n" +
-	"\x05topic\x18\x01 \x01(\v2\x13.walmq.v1.TopicInfoR\x05topic\"\x98\x01\n" +
+	"\x05topic\x18\x01 \x01(\v2\x13.walmq.v1.TopicInfoR\x05topic\"\xb7\x01\n" +
 	"\x0ePublishRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12!\n" +
 	"\tpartition\x18\x03 \x01(\x05H\x00R\tpartition\x88\x01\x01\x12-\n" +
-	"\bmessages\x18\x04 \x03(\v2\x11.walmq.v1.MessageR\bmessagesB\f\n" +
+	"\bmessages\x18\x04 \x03(\v2\x11.walmq.v1.MessageR\bmessages\x12\x1d\n" +
+	"\n" +
+	"ack_ranges\x18\x05 \x01(\bR\tackRangesB\f\n" +
 	"\n" +
 	"_partition\"`\n" +
 	"\n" +
 	"PublishAck\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1c\n" +
-	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"w\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"a\n" +
+	"\bAckRange\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12!\n" +
+	"\ffirst_offset\x18\x02 \x01(\x04R\vfirstOffset\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"\xa3\x01\n" +
 	"\x0fPublishResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12(\n" +
-	"\x04acks\x18\x02 \x03(\v2\x14.walmq.v1.PublishAckR\x04acks\x12\x12\n" +
+	"\x04acks\x18\x02 \x03(\v2\x14.walmq.v1.PublishAckR\x04acks\x12*\n" +
+	"\x06ranges\x18\x05 \x03(\v2\x12.walmq.v1.AckRangeR\x06ranges\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"g\n" +
 	"\x03Ref\x12\x14\n" +
@@ -3378,7 +3468,7 @@ func file_walmq_v1_walmq_proto_rawDescGZIP() []byte {
 }
 
 var file_walmq_v1_walmq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_walmq_v1_walmq_proto_goTypes = []any{
 	(StartAt)(0),                   // 0: walmq.v1.StartAt
 	(*Header)(nil),                 // 1: walmq.v1.Header
@@ -3398,52 +3488,53 @@ var file_walmq_v1_walmq_proto_goTypes = []any{
 	(*DescribeTopicResponse)(nil),  // 15: walmq.v1.DescribeTopicResponse
 	(*PublishRequest)(nil),         // 16: walmq.v1.PublishRequest
 	(*PublishAck)(nil),             // 17: walmq.v1.PublishAck
-	(*PublishResponse)(nil),        // 18: walmq.v1.PublishResponse
-	(*Ref)(nil),                    // 19: walmq.v1.Ref
-	(*Delivery)(nil),               // 20: walmq.v1.Delivery
-	(*FetchRequest)(nil),           // 21: walmq.v1.FetchRequest
-	(*FetchResponse)(nil),          // 22: walmq.v1.FetchResponse
-	(*SubscribeRequest)(nil),       // 23: walmq.v1.SubscribeRequest
-	(*AckRequest)(nil),             // 24: walmq.v1.AckRequest
-	(*PartitionOffsets)(nil),       // 25: walmq.v1.PartitionOffsets
-	(*AckResponse)(nil),            // 26: walmq.v1.AckResponse
-	(*NackRequest)(nil),            // 27: walmq.v1.NackRequest
-	(*NackResponse)(nil),           // 28: walmq.v1.NackResponse
-	(*TermRequest)(nil),            // 29: walmq.v1.TermRequest
-	(*TermResponse)(nil),           // 30: walmq.v1.TermResponse
-	(*GroupConfig)(nil),            // 31: walmq.v1.GroupConfig
-	(*CreateGroupRequest)(nil),     // 32: walmq.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),    // 33: walmq.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),     // 34: walmq.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),    // 35: walmq.v1.DeleteGroupResponse
-	(*ListGroupsRequest)(nil),      // 36: walmq.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),     // 37: walmq.v1.ListGroupsResponse
-	(*DescribeGroupRequest)(nil),   // 38: walmq.v1.DescribeGroupRequest
-	(*GroupPartition)(nil),         // 39: walmq.v1.GroupPartition
-	(*DescribeGroupResponse)(nil),  // 40: walmq.v1.DescribeGroupResponse
-	(*ResetGroupRequest)(nil),      // 41: walmq.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),     // 42: walmq.v1.ResetGroupResponse
-	(*StatusRequest)(nil),          // 43: walmq.v1.StatusRequest
-	(*Member)(nil),                 // 44: walmq.v1.Member
-	(*StatusResponse)(nil),         // 45: walmq.v1.StatusResponse
-	(*JoinMemberRequest)(nil),      // 46: walmq.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),     // 47: walmq.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),    // 48: walmq.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 49: walmq.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 50: walmq.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 51: walmq.v1.TransferLeaderResponse
-	(*ChecksumRequest)(nil),        // 52: walmq.v1.ChecksumRequest
-	(*PartitionChecksum)(nil),      // 53: walmq.v1.PartitionChecksum
-	(*ChecksumResponse)(nil),       // 54: walmq.v1.ChecksumResponse
-	(*AnnounceMemberRequest)(nil),  // 55: walmq.v1.AnnounceMemberRequest
-	(*AnnounceMemberResponse)(nil), // 56: walmq.v1.AnnounceMemberResponse
-	(*durationpb.Duration)(nil),    // 57: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 58: google.protobuf.Timestamp
+	(*AckRange)(nil),               // 18: walmq.v1.AckRange
+	(*PublishResponse)(nil),        // 19: walmq.v1.PublishResponse
+	(*Ref)(nil),                    // 20: walmq.v1.Ref
+	(*Delivery)(nil),               // 21: walmq.v1.Delivery
+	(*FetchRequest)(nil),           // 22: walmq.v1.FetchRequest
+	(*FetchResponse)(nil),          // 23: walmq.v1.FetchResponse
+	(*SubscribeRequest)(nil),       // 24: walmq.v1.SubscribeRequest
+	(*AckRequest)(nil),             // 25: walmq.v1.AckRequest
+	(*PartitionOffsets)(nil),       // 26: walmq.v1.PartitionOffsets
+	(*AckResponse)(nil),            // 27: walmq.v1.AckResponse
+	(*NackRequest)(nil),            // 28: walmq.v1.NackRequest
+	(*NackResponse)(nil),           // 29: walmq.v1.NackResponse
+	(*TermRequest)(nil),            // 30: walmq.v1.TermRequest
+	(*TermResponse)(nil),           // 31: walmq.v1.TermResponse
+	(*GroupConfig)(nil),            // 32: walmq.v1.GroupConfig
+	(*CreateGroupRequest)(nil),     // 33: walmq.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),    // 34: walmq.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),     // 35: walmq.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),    // 36: walmq.v1.DeleteGroupResponse
+	(*ListGroupsRequest)(nil),      // 37: walmq.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),     // 38: walmq.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),   // 39: walmq.v1.DescribeGroupRequest
+	(*GroupPartition)(nil),         // 40: walmq.v1.GroupPartition
+	(*DescribeGroupResponse)(nil),  // 41: walmq.v1.DescribeGroupResponse
+	(*ResetGroupRequest)(nil),      // 42: walmq.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),     // 43: walmq.v1.ResetGroupResponse
+	(*StatusRequest)(nil),          // 44: walmq.v1.StatusRequest
+	(*Member)(nil),                 // 45: walmq.v1.Member
+	(*StatusResponse)(nil),         // 46: walmq.v1.StatusResponse
+	(*JoinMemberRequest)(nil),      // 47: walmq.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),     // 48: walmq.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),    // 49: walmq.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 50: walmq.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 51: walmq.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 52: walmq.v1.TransferLeaderResponse
+	(*ChecksumRequest)(nil),        // 53: walmq.v1.ChecksumRequest
+	(*PartitionChecksum)(nil),      // 54: walmq.v1.PartitionChecksum
+	(*ChecksumResponse)(nil),       // 55: walmq.v1.ChecksumResponse
+	(*AnnounceMemberRequest)(nil),  // 56: walmq.v1.AnnounceMemberRequest
+	(*AnnounceMemberResponse)(nil), // 57: walmq.v1.AnnounceMemberResponse
+	(*durationpb.Duration)(nil),    // 58: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 59: google.protobuf.Timestamp
 }
 var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	1,  // 0: walmq.v1.Message.headers:type_name -> walmq.v1.Header
-	57, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
-	57, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
+	58, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
+	58, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 3: walmq.v1.TopicInfo.config:type_name -> walmq.v1.TopicConfig
 	4,  // 4: walmq.v1.TopicInfo.partitions:type_name -> walmq.v1.PartitionInfo
 	3,  // 5: walmq.v1.CreateTopicRequest.config:type_name -> walmq.v1.TopicConfig
@@ -3452,73 +3543,74 @@ var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	5,  // 8: walmq.v1.DescribeTopicResponse.topic:type_name -> walmq.v1.TopicInfo
 	2,  // 9: walmq.v1.PublishRequest.messages:type_name -> walmq.v1.Message
 	17, // 10: walmq.v1.PublishResponse.acks:type_name -> walmq.v1.PublishAck
-	2,  // 11: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
-	57, // 12: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	20, // 13: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
-	19, // 14: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
-	25, // 15: walmq.v1.AckRequest.offsets:type_name -> walmq.v1.PartitionOffsets
-	19, // 16: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
-	57, // 17: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
-	19, // 18: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
-	0,  // 19: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
-	57, // 20: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
-	31, // 21: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
-	31, // 22: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
-	39, // 23: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
-	58, // 24: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
-	44, // 25: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
-	53, // 26: walmq.v1.ChecksumResponse.partitions:type_name -> walmq.v1.PartitionChecksum
-	6,  // 27: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
-	8,  // 28: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
-	10, // 29: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
-	12, // 30: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
-	14, // 31: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
-	16, // 32: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
-	16, // 33: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
-	21, // 34: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
-	23, // 35: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
-	24, // 36: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
-	27, // 37: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
-	29, // 38: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
-	32, // 39: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
-	34, // 40: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
-	36, // 41: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
-	38, // 42: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
-	41, // 43: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
-	43, // 44: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
-	46, // 45: walmq.v1.Walmq.JoinMember:input_type -> walmq.v1.JoinMemberRequest
-	48, // 46: walmq.v1.Walmq.RemoveMember:input_type -> walmq.v1.RemoveMemberRequest
-	50, // 47: walmq.v1.Walmq.TransferLeader:input_type -> walmq.v1.TransferLeaderRequest
-	52, // 48: walmq.v1.Walmq.Checksum:input_type -> walmq.v1.ChecksumRequest
-	55, // 49: walmq.v1.Walmq.AnnounceMember:input_type -> walmq.v1.AnnounceMemberRequest
-	7,  // 50: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
-	9,  // 51: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
-	11, // 52: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
-	13, // 53: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
-	15, // 54: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
-	18, // 55: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
-	18, // 56: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
-	22, // 57: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
-	22, // 58: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
-	26, // 59: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
-	28, // 60: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
-	30, // 61: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
-	33, // 62: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
-	35, // 63: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
-	37, // 64: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
-	40, // 65: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
-	42, // 66: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
-	45, // 67: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
-	47, // 68: walmq.v1.Walmq.JoinMember:output_type -> walmq.v1.JoinMemberResponse
-	49, // 69: walmq.v1.Walmq.RemoveMember:output_type -> walmq.v1.RemoveMemberResponse
-	51, // 70: walmq.v1.Walmq.TransferLeader:output_type -> walmq.v1.TransferLeaderResponse
-	54, // 71: walmq.v1.Walmq.Checksum:output_type -> walmq.v1.ChecksumResponse
-	56, // 72: walmq.v1.Walmq.AnnounceMember:output_type -> walmq.v1.AnnounceMemberResponse
-	50, // [50:73] is the sub-list for method output_type
-	27, // [27:50] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	18, // 11: walmq.v1.PublishResponse.ranges:type_name -> walmq.v1.AckRange
+	2,  // 12: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
+	58, // 13: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	21, // 14: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
+	20, // 15: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
+	26, // 16: walmq.v1.AckRequest.offsets:type_name -> walmq.v1.PartitionOffsets
+	20, // 17: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
+	58, // 18: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
+	20, // 19: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
+	0,  // 20: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
+	58, // 21: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
+	32, // 22: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
+	32, // 23: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
+	40, // 24: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
+	59, // 25: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
+	45, // 26: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
+	54, // 27: walmq.v1.ChecksumResponse.partitions:type_name -> walmq.v1.PartitionChecksum
+	6,  // 28: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
+	8,  // 29: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
+	10, // 30: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
+	12, // 31: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
+	14, // 32: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
+	16, // 33: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
+	16, // 34: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
+	22, // 35: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
+	24, // 36: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
+	25, // 37: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
+	28, // 38: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
+	30, // 39: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
+	33, // 40: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
+	35, // 41: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
+	37, // 42: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
+	39, // 43: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
+	42, // 44: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
+	44, // 45: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
+	47, // 46: walmq.v1.Walmq.JoinMember:input_type -> walmq.v1.JoinMemberRequest
+	49, // 47: walmq.v1.Walmq.RemoveMember:input_type -> walmq.v1.RemoveMemberRequest
+	51, // 48: walmq.v1.Walmq.TransferLeader:input_type -> walmq.v1.TransferLeaderRequest
+	53, // 49: walmq.v1.Walmq.Checksum:input_type -> walmq.v1.ChecksumRequest
+	56, // 50: walmq.v1.Walmq.AnnounceMember:input_type -> walmq.v1.AnnounceMemberRequest
+	7,  // 51: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
+	9,  // 52: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
+	11, // 53: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
+	13, // 54: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
+	15, // 55: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
+	19, // 56: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
+	19, // 57: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
+	23, // 58: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
+	23, // 59: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
+	27, // 60: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
+	29, // 61: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
+	31, // 62: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
+	34, // 63: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
+	36, // 64: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
+	38, // 65: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
+	41, // 66: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
+	43, // 67: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
+	46, // 68: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
+	48, // 69: walmq.v1.Walmq.JoinMember:output_type -> walmq.v1.JoinMemberResponse
+	50, // 70: walmq.v1.Walmq.RemoveMember:output_type -> walmq.v1.RemoveMemberResponse
+	52, // 71: walmq.v1.Walmq.TransferLeader:output_type -> walmq.v1.TransferLeaderResponse
+	55, // 72: walmq.v1.Walmq.Checksum:output_type -> walmq.v1.ChecksumResponse
+	57, // 73: walmq.v1.Walmq.AnnounceMember:output_type -> walmq.v1.AnnounceMemberResponse
+	51, // [51:74] is the sub-list for method output_type
+	28, // [28:51] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_walmq_v1_walmq_proto_init() }
@@ -3527,7 +3619,7 @@ func file_walmq_v1_walmq_proto_init() {
 		return
 	}
 	file_walmq_v1_walmq_proto_msgTypes[15].OneofWrappers = []any{}
-	file_walmq_v1_walmq_proto_msgTypes[40].OneofWrappers = []any{
+	file_walmq_v1_walmq_proto_msgTypes[41].OneofWrappers = []any{
 		(*ResetGroupRequest_Offset)(nil),
 		(*ResetGroupRequest_Time)(nil),
 	}
@@ -3537,7 +3629,7 @@ func file_walmq_v1_walmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_walmq_v1_walmq_proto_rawDesc), len(file_walmq_v1_walmq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
