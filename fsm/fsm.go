@@ -473,6 +473,9 @@ func (f *FSM) publish(index uint64, c *Publish, limit int) (*PublishResult, erro
 			next++
 		}
 	}
+	if plantedBug && index%17 == 0 && len(fresh) > 0 {
+		return res, nil // acknowledged, not stored: see planted_bug.go
+	}
 	if len(fresh) > 0 && index > p.Journal().LastRaftIndex() {
 		if got := p.Journal().NextOffset(); got != p.Next() {
 			return nil, storage(fmt.Errorf("partition %s/%d: journal next offset %d, raft log says %d", c.Topic, c.Partition, got, p.Next()))

@@ -22,9 +22,9 @@ import (
 // buildNode builds walmq-node into dir and returns the binary's path. The
 // package is named by its import path, so any directory of the module
 // works as the current one.
-func buildNode(ctx context.Context, dir string) (string, error) {
+func buildNode(ctx context.Context, dir, tags string) (string, error) {
 	bin := filepath.Join(dir, "walmq-node")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/walmq/walmq/cmd/walmq-node")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", tags, "-o", bin, "github.com/walmq/walmq/cmd/walmq-node")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build walmq-node: %w\n%s", err, out)
 	}

@@ -47,3 +47,33 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("attempted %d, acknowledged %d, delivered %d, unknown %d", res.Attempted, res.Acknowledged, res.Delivered, res.Unknown)
 	os.RemoveAll(dir)
 }
+
+// TestPlantedBugIsCaught: a walmq-node built with a planted bug (every
+// 17th publish entry acknowledged but not stored, fsm/planted_bug.go) must
+// make the checker report lost acknowledged values and an invalid history,
+// with no fault at all.
+func TestPlantedBugIsCaught(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster for 5 s")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the harness attributes connections through /proc: Linux only")
+	}
+	dir, err := os.MkdirTemp("", "jepsen-lite-bug-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := config{Out: dir, Seed: 1, Duration: 5 * time.Second, MaxFault: 4 * time.Second, Producers: 4,
+		NodeTags: "walmq_planted_bug"}
+	res, err := runHarness(ctx, cfg, testLog{t})
+	if err != nil {
+		t.Fatalf("harness: %v (run directory %s kept)", err, dir)
+	}
+	if res.Valid || res.Lost == 0 {
+		t.Fatalf("with the planted bug: valid = %v, lost = %d (acknowledged %d); run directory %s kept", res.Valid, res.Lost, res.Acknowledged, dir)
+	}
+	t.Logf("with the planted bug: acknowledged %d, lost %d, valid %v", res.Acknowledged, res.Lost, res.Valid)
+	os.RemoveAll(dir)
+}

@@ -37,6 +37,7 @@ type config struct {
 	MaxFault  time.Duration `json:"max_fault"`
 	Producers int           `json:"producers"`
 	NodeBin   string        `json:"-"`
+	NodeTags  string        `json:"node_tags,omitempty"`
 	Check     string        `json:"-"`
 }
 
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.MaxFault, "max-fault", 8*time.Second, "the longest a fault lasts (each lasts 2 s to this)")
 	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
 	fs.StringVar(&cfg.NodeBin, "node-bin", "", "a walmq-node binary to run (default: build ./cmd/walmq-node)")
+	fs.StringVar(&cfg.NodeTags, "node-tags", "", `build tags for walmq-node, e.g. "walmq_planted_bug" (a node with a planted bug, to see the checker fail)`)
 	fs.StringVar(&cfg.Check, "check", "", "only check the run in this directory again (its history.jsonl and final.json)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -151,7 +153,7 @@ func runHarness(ctx context.Context, cfg config, logw io.Writer) (Result, error)
 		}
 		defer os.RemoveAll(tmp)
 		logf("building walmq-node")
-		if bin, err = buildNode(ctx, tmp); err != nil {
+		if bin, err = buildNode(ctx, tmp, cfg.NodeTags); err != nil {
 			return Result{}, err
 		}
 	}
