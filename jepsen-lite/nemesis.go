@@ -10,8 +10,8 @@ import (
 )
 
 // The faults the nemesis knows.
-var allFaults = []string{"partition-leader", "partition-follower", "kill-leader", "kill-follower",
-	"pause-leader", "pause-follower"}
+var allFaults = []string{"partition-leader", "partition-follower", "partition-bridge", "partition-one-way",
+	"kill-leader", "kill-follower", "pause-leader", "pause-follower", "slow-network"}
 
 // parseFaults checks a comma-separated list of faults.
 func parseFaults(s string) ([]string, error) {
@@ -105,6 +105,35 @@ func (n *nemesis) inject(ctx context.Context, fault string, pick int) (repair fu
 		target = followers[pick%len(followers)]
 	}
 	switch {
+	case fault == "partition-bridge":
+		// The leader and one follower cannot see each other; the other
+		// follower sees both (Jepsen's bridge).
+		other := n.follower(leader, pick)
+		n.c.net.Cut(leader, other)
+		n.c.net.Cut(other, leader)
+		n.done(fault, leader, OK, "cut "+leader+" <-> "+other+" (leader "+leader+"); the third node bridges", "")
+		return func() { n.repair("heal", leader, "healed all links", func() error { n.c.net.HealAll(); return nil }) }
+	case fault == "partition-one-way":
+		// What the leader sends is lost; what it receives arrives.
+		for _, id := range n.c.IDs() {
+			if id != leader {
+				n.c.net.Cut(leader, id)
+			}
+		}
+		n.done(fault, leader, OK, "cut every link from "+leader+" (leader), one way", "")
+		return func() { n.repair("heal", leader, "healed all links", func() error { n.c.net.HealAll(); return nil }) }
+	case fault == "slow-network":
+		// Every link between nodes delayed by 20 to 200 ms.
+		d := time.Duration(20+pick%181) * time.Millisecond
+		for _, a := range n.c.IDs() {
+			for _, b := range n.c.IDs() {
+				if a != b {
+					n.c.net.Delay(a, b, d)
+				}
+			}
+		}
+		n.done(fault, "", OK, fmt.Sprintf("every link delayed by %v", d), "")
+		return func() { n.repair("heal", "", "removed the delays", func() error { n.c.net.HealAll(); return nil }) }
 	case strings.HasPrefix(fault, "partition-"):
 		n.c.net.Isolate(target)
 		n.done(fault, target, OK, "isolated "+target+" (leader "+leader+")", "")
@@ -125,6 +154,18 @@ func (n *nemesis) inject(ctx context.Context, fault string, pick int) (repair fu
 		return func() { n.repair("resume", target, "resumed "+target, func() error { return n.c.Resume(target) }) }
 	}
 	panic("unknown fault " + fault)
+}
+
+// follower picks a node other than leader.
+func (n *nemesis) follower(leader string, pick int) string {
+	var followers []string
+	for _, id := range n.c.IDs() {
+		if id != leader {
+			followers = append(followers, id)
+		}
+	}
+	sort.Strings(followers)
+	return followers[pick%len(followers)]
 }
 
 func (n *nemesis) done(f, node, typ, value, errText string) {
