@@ -276,6 +276,9 @@ func (c *Cluster) signal(id string, sig syscall.Signal, from, to string) error {
 // Kill kills node id with SIGKILL and waits for it to exit.
 func (c *Cluster) Kill(id string) error { return c.signal(id, syscall.SIGKILL, running, killed) }
 
+// KillPaused kills node id, paused, with SIGKILL and waits for it to exit.
+func (c *Cluster) KillPaused(id string) error { return c.signal(id, syscall.SIGKILL, paused, killed) }
+
 // Pause stops node id with SIGSTOP.
 func (c *Cluster) Pause(id string) error { return c.signal(id, syscall.SIGSTOP, running, paused) }
 

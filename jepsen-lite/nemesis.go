@@ -11,7 +11,8 @@ import (
 
 // The faults the nemesis knows.
 var allFaults = []string{"partition-leader", "partition-follower", "partition-bridge", "partition-one-way",
-	"kill-leader", "kill-follower", "pause-leader", "pause-follower", "slow-network"}
+	"kill-leader", "kill-follower", "pause-leader", "pause-follower", "slow-network",
+	"pause-then-kill-leader", "partition-then-kill-leader"}
 
 // parseFaults checks a comma-separated list of faults.
 func parseFaults(s string) ([]string, error) {
@@ -75,7 +76,7 @@ func (n *nemesis) run(ctx context.Context, end time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		repair := n.inject(ctx, fault, pick)
+		repair := n.inject(ctx, fault, pick, hold)
 		if repair == nil {
 			continue
 		}
@@ -86,7 +87,7 @@ func (n *nemesis) run(ctx context.Context, end time.Time) {
 
 // inject starts fault and returns what repairs it (nil if it could not be
 // started).
-func (n *nemesis) inject(ctx context.Context, fault string, pick int) (repair func()) {
+func (n *nemesis) inject(ctx context.Context, fault string, pick int, hold time.Duration) (repair func()) {
 	n.hist.Add(Op{Process: "nemesis", Type: Invoke, F: fault})
 	leader := n.c.WaitLeader(ctx, 5*time.Second)
 	if leader == "" {
@@ -104,7 +105,45 @@ func (n *nemesis) inject(ctx context.Context, fault string, pick int) (repair fu
 		sort.Strings(followers)
 		target = followers[pick%len(followers)]
 	}
+	half := func() {
+		select {
+		case <-time.After(hold / 2):
+		case <-ctx.Done():
+		}
+	}
 	switch {
+	case fault == "pause-then-kill-leader":
+		// Paused long enough to be replaced, then killed while paused, then
+		// restarted: its unsent and unapplied work is gone.
+		if err := n.c.Pause(leader); err != nil {
+			n.done(fault, leader, Info, "", err.Error())
+			return nil
+		}
+		n.done(fault, leader, OK, "paused "+leader+" (leader)", "")
+		half()
+		n.hist.Add(Op{Process: "nemesis", Node: leader, Type: Invoke, F: "kill"})
+		if err := n.c.KillPaused(leader); err != nil {
+			n.done("kill", leader, Info, "", err.Error())
+			return func() { n.repair("resume", leader, "resumed "+leader, func() error { return n.c.Resume(leader) }) }
+		}
+		n.done("kill", leader, OK, "killed "+leader+" while paused", "")
+		return func() { n.repair("restart", leader, "restarted "+leader, func() error { return n.c.Restart(leader) }) }
+	case fault == "partition-then-kill-leader":
+		// Cut off long enough for the others to elect a leader, then killed,
+		// then restarted with its links healed.
+		n.c.net.Isolate(leader)
+		n.done(fault, leader, OK, "isolated "+leader+" (leader)", "")
+		half()
+		n.hist.Add(Op{Process: "nemesis", Node: leader, Type: Invoke, F: "kill"})
+		if err := n.c.Kill(leader); err != nil {
+			n.done("kill", leader, Info, "", err.Error())
+			return func() { n.repair("heal", leader, "healed all links", func() error { n.c.net.HealAll(); return nil }) }
+		}
+		n.done("kill", leader, OK, "killed "+leader+" while cut off", "")
+		return func() {
+			n.repair("heal", leader, "healed all links", func() error { n.c.net.HealAll(); return nil })
+			n.repair("restart", leader, "restarted "+leader, func() error { return n.c.Restart(leader) })
+		}
 	case fault == "partition-bridge":
 		// The leader and one follower cannot see each other; the other
 		// follower sees both (Jepsen's bridge).
