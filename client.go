@@ -140,13 +140,10 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		target string
 		res    *manual.Resolver
 	)
-	switch {
-	case len(addrs) == 1 && strings.HasPrefix(addrs[0], "unix:"):
-		target = addrs[0]
-	case len(addrs) == 1:
+	if len(addrs) == 1 {
 		// One node, and only it: what it cannot serve it forwards.
-		target = "passthrough:///" + addrs[0]
-	default:
+		target = transport.DialTarget(addrs[0])
+	} else {
 		// A static list, tried in order by pick_first: the channel moves
 		// to the next address when the one it uses fails.
 		res = manual.NewBuilderWithScheme("walmq")

@@ -28,9 +28,9 @@ type forwarder struct {
 	closed bool
 }
 
-// dialTarget turns a client address ("host:port" or "unix:///path") into a
+// DialTarget turns a client address ("host:port" or "unix:///path") into a
 // gRPC target.
-func dialTarget(addr string) string {
+func DialTarget(addr string) string {
 	if strings.HasPrefix(addr, "unix:") {
 		return addr
 	}
@@ -46,7 +46,7 @@ func (f *forwarder) client(addr string, maxBytes int) (pb.WalmqClient, error) {
 	if c, ok := f.conns[addr]; ok {
 		return pb.NewWalmqClient(c), nil
 	}
-	c, err := grpc.NewClient(dialTarget(addr), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	c, err := grpc.NewClient(DialTarget(addr), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxBytes), grpc.MaxCallSendMsgSize(maxBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("transport: leader at %s: %w", addr, err)

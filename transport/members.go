@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	pb "github.com/walmq/walmq/api/walmq/v1"
 	"github.com/walmq/walmq/cluster"
 )
@@ -41,26 +38,21 @@ func (s *Server) JoinMember(ctx context.Context, r *pb.JoinMemberRequest) (*pb.J
 
 // waitCaughtUp polls the member's own status until it has applied index.
 func (s *Server) waitCaughtUp(ctx context.Context, id string, index uint64) error {
-	var conn *grpc.ClientConn
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	last := "it has not announced its client address"
 	for {
-		if addr := s.node.FSM().ClientAddr(id); addr != "" && conn == nil {
-			c, err := grpc.NewClient(dialTarget(addr), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		var member pb.WalmqClient
+		if addr := s.node.FSM().ClientAddr(id); addr != "" {
+			c, err := s.fwd.client(addr, s.opts.MaxRequestBytes)
 			if err != nil {
 				return err
 			}
-			conn = c
+			member = c
 		}
-		if conn != nil {
+		if member != nil {
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			st, err := pb.NewWalmqClient(conn).Status(sctx, &pb.StatusRequest{})
+			st, err := member.Status(sctx, &pb.StatusRequest{})
 			cancel()
 			if err == nil && st.GetNodeId() != id {
 				// The address it announced reaches another node (a

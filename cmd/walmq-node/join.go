@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -11,17 +10,14 @@ import (
 
 	pb "github.com/walmq/walmq/api/walmq/v1"
 	"github.com/walmq/walmq/cluster"
+	"github.com/walmq/walmq/transport"
 )
 
 // joinCluster asks the member at cfg.Join to add this node, until it is a
 // voter of the configuration or ctx is done. The leader adds it as a
 // non-voter, waits until it has caught up, then promotes it.
 func joinCluster(ctx context.Context, cfg config, node *cluster.Node, log hclog.Logger) {
-	target := cfg.Join
-	if !strings.HasPrefix(target, "unix:") {
-		target = "passthrough:///" + target
-	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(transport.DialTarget(cfg.Join), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		log.Error("join: bad address", "join", cfg.Join, "error", err)
 		return
