@@ -226,24 +226,12 @@ func groupReset(fs *flag.FlagSet) func(context.Context, *app, []string) error {
 func status(*flag.FlagSet) func(context.Context, *app, []string) error {
 	return func(ctx context.Context, a *app, _ []string) error {
 		return a.withClient(ctx, func(c *walmq.Client) error {
-			var st walmq.NodeStatus
-			err := a.call(ctx, func(ctx context.Context) (err error) {
-				st, err = c.Status(ctx)
-				return err
-			})
+			st, err := a.status(ctx, c)
 			if err != nil {
 				return err
 			}
-			leader := st.Leader
-			if leader == "" {
-				leader = "unknown"
-			}
 			tw := table(a.stdout)
-			fmt.Fprintf(tw, "node id:\t%s\n", st.NodeID)
-			fmt.Fprintf(tw, "role:\t%s\n", st.Role)
-			fmt.Fprintf(tw, "leader:\t%s\n", leader)
-			fmt.Fprintf(tw, "term:\t%d\n", st.Term)
-			fmt.Fprintf(tw, "applied index:\t%d\n", st.AppliedIndex)
+			nodeHeader(tw, st)
 			fmt.Fprintf(tw, "members:\t%d\n", len(st.Members))
 			if err := tw.Flush(); err != nil {
 				return err
@@ -275,4 +263,27 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// status asks the node c talks to for its status, within the timeout.
+func (a *app) status(ctx context.Context, c *walmq.Client) (st walmq.NodeStatus, err error) {
+	err = a.call(ctx, func(ctx context.Context) error {
+		st, err = c.Status(ctx)
+		return err
+	})
+	return st, err
+}
+
+// nodeHeader writes a node's view of itself: id, role, leader, term and
+// applied index, one per row.
+func nodeHeader(tw io.Writer, st walmq.NodeStatus) {
+	leader := st.Leader
+	if leader == "" {
+		leader = "unknown"
+	}
+	fmt.Fprintf(tw, "node id:\t%s\n", st.NodeID)
+	fmt.Fprintf(tw, "role:\t%s\n", st.Role)
+	fmt.Fprintf(tw, "leader:\t%s\n", leader)
+	fmt.Fprintf(tw, "term:\t%d\n", st.Term)
+	fmt.Fprintf(tw, "applied index:\t%d\n", st.AppliedIndex)
 }

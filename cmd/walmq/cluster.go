@@ -117,11 +117,7 @@ func clusterStatus(fs *flag.FlagSet) func(context.Context, *app, []string) error
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	return func(ctx context.Context, a *app, _ []string) error {
 		return a.withClient(ctx, func(c *walmq.Client) error {
-			var st walmq.NodeStatus
-			err := a.call(ctx, func(ctx context.Context) (err error) {
-				st, err = c.Status(ctx)
-				return err
-			})
+			st, err := a.status(ctx, c)
 			if err != nil {
 				return err
 			}
@@ -161,16 +157,8 @@ func clusterStatus(fs *flag.FlagSet) func(context.Context, *app, []string) error
 				enc.SetEscapeHTML(false)
 				return enc.Encode(out)
 			}
-			leader := st.Leader
-			if leader == "" {
-				leader = "unknown"
-			}
 			tw := table(a.stdout)
-			fmt.Fprintf(tw, "node id:\t%s\n", st.NodeID)
-			fmt.Fprintf(tw, "role:\t%s\n", st.Role)
-			fmt.Fprintf(tw, "leader:\t%s\n", leader)
-			fmt.Fprintf(tw, "term:\t%d\n", st.Term)
-			fmt.Fprintf(tw, "applied index:\t%d\n", st.AppliedIndex)
+			nodeHeader(tw, st)
 			if err := tw.Flush(); err != nil {
 				return err
 			}
@@ -369,11 +357,7 @@ func clusterVerify(fs *flag.FlagSet) func(context.Context, *app, []string) error
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	return func(ctx context.Context, a *app, args []string) error {
 		return a.withClient(ctx, func(c *walmq.Client) error {
-			var st walmq.NodeStatus
-			err := a.call(ctx, func(ctx context.Context) (err error) {
-				st, err = c.Status(ctx)
-				return err
-			})
+			st, err := a.status(ctx, c)
 			if err != nil {
 				return err
 			}
