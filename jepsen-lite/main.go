@@ -243,7 +243,10 @@ func runHarness(ctx context.Context, cfg config, logw io.Writer) (Result, error)
 		writeJSON(filepath.Join(cfg.Out, "results.json"), rep)); err != nil {
 		return res, err
 	}
-	logf("history, final read and results in %s", cfg.Out)
+	if err := ReportFromDir(cfg.Out); err != nil {
+		return res, fmt.Errorf("report: %w", err)
+	}
+	logf("history, final read, results and report.html in %s", cfg.Out)
 	return res, nil
 }
 
@@ -265,9 +268,10 @@ func setup(ctx context.Context, c *Cluster) error {
 	return nil
 }
 
-// recheck checks a finished run again from its files.
+// recheck checks a finished run again from its files and writes its
+// report.html anew.
 func recheck(dir string) (Result, error) {
-	_, ops, err := ReadHistory(filepath.Join(dir, "history.jsonl"))
+	seed, ops, err := ReadHistory(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
 		return Result{}, err
 	}
@@ -279,7 +283,8 @@ func recheck(dir string) (Result, error) {
 	if err := json.Unmarshal(b, &final); err != nil {
 		return Result{}, fmt.Errorf("final.json: %w", err)
 	}
-	return Check(ops, final), nil
+	res := Check(ops, final)
+	return res, writeReportFile(dir, seed, ops, res)
 }
 
 func writeJSON(path string, v any) error {
