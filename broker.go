@@ -69,6 +69,13 @@ type Broker interface {
 	// for reason (logged), without processing them.
 	Term(ctx context.Context, reason string, refs ...Ref) error
 
+	// Read returns up to max committed messages of one partition from
+	// offset on, waiting up to wait for one at offset when there is none
+	// yet. It needs no group and settles nothing. An offset deleted by
+	// retention is ErrOffsetTruncated. A Client reads the replica of the
+	// node it talks to, which may lag the leader: a follower serves what it
+	// has applied, never more than is committed.
+	Read(ctx context.Context, topic string, partition int, offset uint64, max int, wait time.Duration) (ReadResult, error)
 	// Close shuts the broker down: pending acks are committed first.
 	Close() error
 }
@@ -99,6 +106,8 @@ var (
 	ErrNotPending = partition.ErrNotPending
 	// ErrOffsetTruncated: the offset was deleted by retention.
 	ErrOffsetTruncated = journal.ErrOffsetTruncated
+	// ErrCorrupt: stored data failed its checksum; it is never returned.
+	ErrCorrupt = journal.ErrCorrupt
 	// ErrInvalidArgument: a bad argument that no other error describes.
 	ErrInvalidArgument = cluster.ErrInvalidArgument
 	// ErrUnavailable: a remote node cannot be reached.
@@ -265,6 +274,29 @@ type Delivery struct {
 	ID         string
 	Timestamp  time.Time
 	Deliveries uint32 // 1 on the first delivery
+}
+
+// Record is a stored message, as Read returns it.
+type Record struct {
+	Partition int
+	Offset    uint64
+	Key       []byte
+	Headers   []Header
+	Payload   []byte
+	ID        string
+	Timestamp time.Time
+}
+
+// ReadResult is what Read returns.
+type ReadResult struct {
+	// NodeID is the node that answered (the local one when embedded).
+	NodeID string
+	// FirstOffset and NextOffset: the partition's retained, committed
+	// offsets on that node are [FirstOffset, NextOffset).
+	FirstOffset, NextOffset uint64
+	// Records, in offset order from the offset asked; empty when there was
+	// nothing there within the wait.
+	Records []Record
 }
 
 // PartitionForKey is the partition a key goes to among n: FNV-1a (32 bit)

@@ -595,6 +595,39 @@ func (c *Client) Fetch(ctx context.Context, group, topic string, maxMsgs int, wa
 	return deliveriesFrom(r), nil
 }
 
+// Read implements Broker: it reads the replica of the node the client
+// talks to now.
+func (c *Client) Read(ctx context.Context, topic string, partition int, offset uint64, maxMsgs int, wait time.Duration) (ReadResult, error) {
+	if maxMsgs <= 0 {
+		return ReadResult{}, fmt.Errorf("%w: max %d must be positive", ErrInvalidArgument, maxMsgs)
+	}
+	if partition < 0 {
+		return ReadResult{}, fmt.Errorf("%w: partition %d", ErrPartitionRange, partition)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(min(wait, time.Until(dl)-fetchMargin), 0)
+	}
+	r, err := c.api.Read(ctx, &pb.ReadRequest{Topic: topic, Partition: uint32(partition), Offset: offset,
+		Max: uint32(min(maxMsgs, 1<<31)), Wait: durationpb.New(wait)})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ReadResult{}, ctx.Err()
+		}
+		return ReadResult{}, wrap(err)
+	}
+	out := ReadResult{NodeID: r.GetNodeId(), FirstOffset: r.GetFirstOffset(), NextOffset: r.GetNextOffset(),
+		Records: make([]Record, len(r.GetRecords()))}
+	for i, rec := range r.GetRecords() {
+		m := rec.GetMessage()
+		out.Records[i] = Record{Partition: partition, Offset: rec.GetOffset(), Key: m.GetKey(), Payload: m.GetPayload(),
+			ID: m.GetId(), Timestamp: time.Unix(0, m.GetTimestampUnixNano())}
+		for _, h := range m.GetHeaders() {
+			out.Records[i].Headers = append(out.Records[i].Headers, Header{Key: h.GetKey(), Value: h.GetValue()})
+		}
+	}
+	return out, nil
+}
+
 // fetchMargin is how long before a caller's deadline a Fetch's wait ends.
 const fetchMargin = 20 * time.Millisecond
 
@@ -635,12 +668,14 @@ func (c *Client) Ack(ctx context.Context, refs ...Ref) error {
 }
 
 // idempotent are the calls that may be repeated after an unknown outcome:
-// reads, a fetch (a lease the lost node granted is dropped with it), and
+// reads (a Read repeated elsewhere reads that node's replica), a fetch (a
+// lease the lost node granted is dropped with it), and
 // acks and nacks (settling an offset twice is settling it once).
 var idempotent = map[string]bool{
 	pb.Walmq_ListTopics_FullMethodName: true, pb.Walmq_DescribeTopic_FullMethodName: true,
 	pb.Walmq_ListGroups_FullMethodName: true, pb.Walmq_DescribeGroup_FullMethodName: true,
 	pb.Walmq_Fetch_FullMethodName: true, pb.Walmq_Ack_FullMethodName: true, pb.Walmq_Nack_FullMethodName: true,
+	pb.Walmq_Read_FullMethodName: true,
 }
 
 // retryInterceptor repeats a unary call, for up to retryFor, when the

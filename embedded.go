@@ -347,6 +347,20 @@ func (e *Embedded) Ack(_ context.Context, refs ...Ref) error {
 	return nil
 }
 
+// Read implements Broker.
+func (e *Embedded) Read(ctx context.Context, topic string, partition int, offset uint64, max int, wait time.Duration) (ReadResult, error) {
+	res, err := e.node.Read(ctx, topic, partition, offset, max, 0, wait)
+	if err != nil {
+		return ReadResult{}, err
+	}
+	out := ReadResult{NodeID: e.node.NodeID(), FirstOffset: res.First, NextOffset: res.Next, Records: make([]Record, len(res.Messages))}
+	for i, m := range res.Messages {
+		out.Records[i] = Record{Partition: partition, Offset: m.Offset, Key: m.Key, Headers: m.Headers, Payload: m.Payload,
+			ID: m.ID, Timestamp: time.Unix(0, m.Timestamp)}
+	}
+	return out, nil
+}
+
 // Term implements Broker.
 func (e *Embedded) Term(ctx context.Context, reason string, refs ...Ref) error {
 	if err := e.Ack(ctx, refs...); err != nil {

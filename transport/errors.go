@@ -42,6 +42,7 @@ var errorCodes = []struct {
 	{cluster.ErrQuorum, codes.FailedPrecondition},
 	{partition.ErrNotPending, codes.FailedPrecondition},
 	{journal.ErrOffsetTruncated, codes.OutOfRange},
+	{journal.ErrCorrupt, codes.DataLoss},
 	{cluster.ErrNotLeader, codes.Unavailable},
 	{cluster.ErrClosed, codes.Unavailable},
 	{cluster.ErrTimeout, codes.DeadlineExceeded},

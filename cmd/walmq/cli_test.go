@@ -248,6 +248,25 @@ func roundTrip(t *testing.T, server, topic string) {
 	mustCLI(t, server, "", "group", "reset", topic, "g", "--to-time", before.Format(time.RFC3339Nano))
 	checkSub(mustCLI(t, server, "", "sub", topic, "--group", "g", "--json", "--wait", "500ms"))
 
+	// read prints each partition as stored, however often it is run.
+	for p := range 3 {
+		msgs := parseJSON(t, mustCLI(t, server, "", "read", topic, "--partition", strconv.Itoa(p), "--json"))
+		if uint64(len(msgs)) != next[p] {
+			t.Fatalf("read --partition %d printed %d messages, want %d", p, len(msgs), next[p])
+		}
+		for i, m := range msgs {
+			if w := want[m.Payload]; m.Partition != p || m.Offset != uint64(i) || w.partition != p || w.offset != m.Offset {
+				t.Fatalf("read --partition %d gave %+v at line %d; it was acknowledged at %d/%d", p, m, i, w.partition, w.offset)
+			}
+		}
+	}
+	if got := lines(mustCLI(t, server, "", "read", topic, "--from", "1", "--count", "2")); len(got) != 2 {
+		t.Fatalf("read --from 1 --count 2 printed %d lines", len(got))
+	}
+	if r := cli(t, server, "", "read", topic, "--partition", "3"); r.Code != 1 || !strings.Contains(r.Stderr, "partition") {
+		t.Fatalf("read of partition 3 of 3: exit %d, %q", r.Code, r.Stderr)
+	}
+
 	if out := mustCLI(t, server, "", "topic", "delete", topic); out != "deleted topic "+topic+"\n" {
 		t.Fatalf("topic delete printed %q", out)
 	}

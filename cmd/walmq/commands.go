@@ -14,6 +14,8 @@ var commands = []command{
 		summary: "publish the messages given, or each line of standard input", help: pubHelp, nargs: [2]int{1, -1}, setup: pub},
 	{name: "sub", args: "TOPIC", flags: "--group G [--count N] [--wait D] [--json]",
 		summary: "consume messages as a group: print and ack them", help: subHelp, nargs: [2]int{1, 1}, setup: sub},
+	{name: "read", args: "TOPIC", flags: "[--partition P] [--from N] [--count N] [--wait D] [--json]",
+		summary: "print a partition's messages from an offset, as the node holds them", help: readHelp, nargs: [2]int{1, 1}, setup: read},
 	{name: "group list", args: "TOPIC",
 		summary: "list the consumer groups of a topic", nargs: [2]int{1, 1}, setup: groupList},
 	{name: "group describe", args: "TOPIC GROUP",

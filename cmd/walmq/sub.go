@@ -102,7 +102,7 @@ type deliveryJSON struct {
 	Headers       []headerJSON `json:"headers,omitempty"`
 	Payload       string       `json:"payload"`
 	PayloadBase64 bool         `json:"payload_base64,omitempty"`
-	Deliveries    uint32       `json:"deliveries"`
+	Deliveries    uint32       `json:"deliveries,omitempty"` // 0 from read
 }
 
 type headerJSON struct {

@@ -1262,6 +1262,218 @@ func (x *Delivery) GetDeliveries() uint32 {
 	return 0
 }
 
+type ReadRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition uint32                 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// offset of the first message wanted.
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// max messages (0: 1000); the response also stays under half the
+	// node's request size limit, with at least one message.
+	Max uint32 `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
+	// wait: how long to wait for a message at offset when there is none yet.
+	Wait          *durationpb.Duration `protobuf:"bytes,5,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRequest) Reset() {
+	*x = ReadRequest{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRequest) ProtoMessage() {}
+
+func (x *ReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
+func (*ReadRequest) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReadRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ReadRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
+}
+
+type Record struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Message       *Message               `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Record) Reset() {
+	*x = Record{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Record) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Record) ProtoMessage() {}
+
+func (x *Record) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Record.ProtoReflect.Descriptor instead.
+func (*Record) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Record) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Record) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type ReadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id: the node that answered.
+	NodeId    string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Partition uint32 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The partition's retained, committed offsets on this node are
+	// [first_offset, next_offset).
+	FirstOffset uint64 `protobuf:"varint,3,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
+	NextOffset  uint64 `protobuf:"varint,4,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	// records in offset order, from the offset asked.
+	Records       []*Record `protobuf:"bytes,5,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResponse) Reset() {
+	*x = ReadResponse{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResponse) ProtoMessage() {}
+
+func (x *ReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
+func (*ReadResponse) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReadResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReadResponse) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ReadResponse) GetFirstOffset() uint64 {
+	if x != nil {
+		return x.FirstOffset
+	}
+	return 0
+}
+
+func (x *ReadResponse) GetNextOffset() uint64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *ReadResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 type FetchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -1274,7 +1486,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1498,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[21]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1511,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{21}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchRequest) GetGroup() string {
@@ -1341,7 +1553,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1565,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[22]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1578,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{22}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchResponse) GetDeliveries() []*Delivery {
@@ -1402,7 +1614,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1626,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[23]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1639,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{23}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SubscribeRequest) GetGroup() string {
@@ -1465,7 +1677,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1689,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[24]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1702,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{24}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AckRequest) GetRefs() []*Ref {
@@ -1531,7 +1743,7 @@ type PartitionOffsets struct {
 
 func (x *PartitionOffsets) Reset() {
 	*x = PartitionOffsets{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1755,7 @@ func (x *PartitionOffsets) String() string {
 func (*PartitionOffsets) ProtoMessage() {}
 
 func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[25]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1768,7 @@ func (x *PartitionOffsets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionOffsets.ProtoReflect.Descriptor instead.
 func (*PartitionOffsets) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{25}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PartitionOffsets) GetPartition() int32 {
@@ -1581,7 +1793,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1805,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[26]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1818,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{26}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{29}
 }
 
 type NackRequest struct {
@@ -1619,7 +1831,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1843,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[27]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1856,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{27}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NackRequest) GetRefs() []*Ref {
@@ -1669,7 +1881,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1893,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[28]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1906,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{28}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{31}
 }
 
 type TermRequest struct {
@@ -1707,7 +1919,7 @@ type TermRequest struct {
 
 func (x *TermRequest) Reset() {
 	*x = TermRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1931,7 @@ func (x *TermRequest) String() string {
 func (*TermRequest) ProtoMessage() {}
 
 func (x *TermRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[29]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1944,7 @@ func (x *TermRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermRequest.ProtoReflect.Descriptor instead.
 func (*TermRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{29}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TermRequest) GetRefs() []*Ref {
@@ -1757,7 +1969,7 @@ type TermResponse struct {
 
 func (x *TermResponse) Reset() {
 	*x = TermResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1981,7 @@ func (x *TermResponse) String() string {
 func (*TermResponse) ProtoMessage() {}
 
 func (x *TermResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[30]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1994,7 @@ func (x *TermResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TermResponse.ProtoReflect.Descriptor instead.
 func (*TermResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{30}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{33}
 }
 
 type GroupConfig struct {
@@ -1798,7 +2010,7 @@ type GroupConfig struct {
 
 func (x *GroupConfig) Reset() {
 	*x = GroupConfig{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +2022,7 @@ func (x *GroupConfig) String() string {
 func (*GroupConfig) ProtoMessage() {}
 
 func (x *GroupConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[31]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2035,7 @@ func (x *GroupConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupConfig.ProtoReflect.Descriptor instead.
 func (*GroupConfig) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{31}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GroupConfig) GetStartAt() StartAt {
@@ -1865,7 +2077,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2089,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[32]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2102,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{32}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateGroupRequest) GetTopic() string {
@@ -1922,7 +2134,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2146,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[33]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2159,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{33}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{36}
 }
 
 type DeleteGroupRequest struct {
@@ -1960,7 +2172,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2184,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[34]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2197,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{34}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteGroupRequest) GetTopic() string {
@@ -2010,7 +2222,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2234,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[35]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2247,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{35}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{38}
 }
 
 type ListGroupsRequest struct {
@@ -2047,7 +2259,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2271,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[36]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2284,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{36}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListGroupsRequest) GetTopic() string {
@@ -2091,7 +2303,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2315,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[37]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2328,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{37}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListGroupsResponse) GetGroups() []string {
@@ -2136,7 +2348,7 @@ type DescribeGroupRequest struct {
 
 func (x *DescribeGroupRequest) Reset() {
 	*x = DescribeGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2360,7 @@ func (x *DescribeGroupRequest) String() string {
 func (*DescribeGroupRequest) ProtoMessage() {}
 
 func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[38]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2373,7 @@ func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
 func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{38}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DescribeGroupRequest) GetTopic() string {
@@ -2191,7 +2403,7 @@ type GroupPartition struct {
 
 func (x *GroupPartition) Reset() {
 	*x = GroupPartition{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2415,7 @@ func (x *GroupPartition) String() string {
 func (*GroupPartition) ProtoMessage() {}
 
 func (x *GroupPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[39]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2428,7 @@ func (x *GroupPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPartition.ProtoReflect.Descriptor instead.
 func (*GroupPartition) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{39}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GroupPartition) GetPartition() int32 {
@@ -2266,7 +2478,7 @@ type DescribeGroupResponse struct {
 
 func (x *DescribeGroupResponse) Reset() {
 	*x = DescribeGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2490,7 @@ func (x *DescribeGroupResponse) String() string {
 func (*DescribeGroupResponse) ProtoMessage() {}
 
 func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[40]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2503,7 @@ func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
 func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{40}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DescribeGroupResponse) GetTopic() string {
@@ -2337,7 +2549,7 @@ type ResetGroupRequest struct {
 
 func (x *ResetGroupRequest) Reset() {
 	*x = ResetGroupRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2561,7 @@ func (x *ResetGroupRequest) String() string {
 func (*ResetGroupRequest) ProtoMessage() {}
 
 func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[41]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2574,7 @@ func (x *ResetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupRequest.ProtoReflect.Descriptor instead.
 func (*ResetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{41}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ResetGroupRequest) GetTopic() string {
@@ -2428,7 +2640,7 @@ type ResetGroupResponse struct {
 
 func (x *ResetGroupResponse) Reset() {
 	*x = ResetGroupResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2652,7 @@ func (x *ResetGroupResponse) String() string {
 func (*ResetGroupResponse) ProtoMessage() {}
 
 func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[42]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2665,7 @@ func (x *ResetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetGroupResponse.ProtoReflect.Descriptor instead.
 func (*ResetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{42}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{45}
 }
 
 type StatusRequest struct {
@@ -2464,7 +2676,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2688,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[43]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2701,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{43}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{46}
 }
 
 type Member struct {
@@ -2507,7 +2719,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2731,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[44]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2744,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{44}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Member) GetId() string {
@@ -2584,7 +2796,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2808,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[45]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2821,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{45}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -2666,7 +2878,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +2890,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[46]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +2903,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{46}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -2723,7 +2935,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +2947,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[47]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +2960,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{47}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{50}
 }
 
 type RemoveMemberRequest struct {
@@ -2760,7 +2972,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2984,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[48]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2997,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{48}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -2803,7 +3015,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +3027,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +3040,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{49}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{52}
 }
 
 type TransferLeaderRequest struct {
@@ -2841,7 +3053,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +3065,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3078,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{50}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TransferLeaderRequest) GetId() string {
@@ -2885,7 +3097,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2897,7 +3109,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2910,7 +3122,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{51}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -2934,7 +3146,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3158,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3171,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{52}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ChecksumRequest) GetTopic() string {
@@ -2999,7 +3211,7 @@ type PartitionChecksum struct {
 
 func (x *PartitionChecksum) Reset() {
 	*x = PartitionChecksum{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3011,7 +3223,7 @@ func (x *PartitionChecksum) String() string {
 func (*PartitionChecksum) ProtoMessage() {}
 
 func (x *PartitionChecksum) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3024,7 +3236,7 @@ func (x *PartitionChecksum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionChecksum.ProtoReflect.Descriptor instead.
 func (*PartitionChecksum) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{53}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PartitionChecksum) GetPartition() uint32 {
@@ -3073,7 +3285,7 @@ type ChecksumResponse struct {
 
 func (x *ChecksumResponse) Reset() {
 	*x = ChecksumResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3297,7 @@ func (x *ChecksumResponse) String() string {
 func (*ChecksumResponse) ProtoMessage() {}
 
 func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3310,7 @@ func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResponse.ProtoReflect.Descriptor instead.
 func (*ChecksumResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{54}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ChecksumResponse) GetNodeId() string {
@@ -3132,7 +3344,7 @@ type AnnounceMemberRequest struct {
 
 func (x *AnnounceMemberRequest) Reset() {
 	*x = AnnounceMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3144,7 +3356,7 @@ func (x *AnnounceMemberRequest) String() string {
 func (*AnnounceMemberRequest) ProtoMessage() {}
 
 func (x *AnnounceMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3157,7 +3369,7 @@ func (x *AnnounceMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceMemberRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{55}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AnnounceMemberRequest) GetId() string {
@@ -3182,7 +3394,7 @@ type AnnounceMemberResponse struct {
 
 func (x *AnnounceMemberResponse) Reset() {
 	*x = AnnounceMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3406,7 @@ func (x *AnnounceMemberResponse) String() string {
 func (*AnnounceMemberResponse) ProtoMessage() {}
 
 func (x *AnnounceMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3419,7 @@ func (x *AnnounceMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceMemberResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{56}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{59}
 }
 
 var File_walmq_v1_walmq_proto protoreflect.FileDescriptor
@@ -3298,7 +3510,23 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\v2\x11.walmq.v1.MessageR\amessage\x12\x1e\n" +
 	"\n" +
 	"deliveries\x18\x04 \x01(\rR\n" +
-	"deliveries\"{\n" +
+	"deliveries\"\x9a\x01\n" +
+	"\vReadRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\rR\x03max\x12-\n" +
+	"\x04wait\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"M\n" +
+	"\x06Record\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12+\n" +
+	"\amessage\x18\x02 \x01(\v2\x11.walmq.v1.MessageR\amessage\"\xb5\x01\n" +
+	"\fReadResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12!\n" +
+	"\ffirst_offset\x18\x03 \x01(\x04R\vfirstOffset\x12\x1f\n" +
+	"\vnext_offset\x18\x04 \x01(\x04R\n" +
+	"nextOffset\x12*\n" +
+	"\arecords\x18\x05 \x03(\v2\x10.walmq.v1.RecordR\arecords\"{\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
@@ -3425,7 +3653,7 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\x16AnnounceMemberResponse*5\n" +
 	"\aStartAt\x12\x15\n" +
 	"\x11START_AT_EARLIEST\x10\x00\x12\x13\n" +
-	"\x0fSTART_AT_LATEST\x10\x012\xee\f\n" +
+	"\x0fSTART_AT_LATEST\x10\x012\xa5\r\n" +
 	"\x05Walmq\x12J\n" +
 	"\vCreateTopic\x12\x1c.walmq.v1.CreateTopicRequest\x1a\x1d.walmq.v1.CreateTopicResponse\x12J\n" +
 	"\vUpdateTopic\x12\x1c.walmq.v1.UpdateTopicRequest\x1a\x1d.walmq.v1.UpdateTopicResponse\x12J\n" +
@@ -3439,7 +3667,8 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\tSubscribe\x12\x1a.walmq.v1.SubscribeRequest\x1a\x17.walmq.v1.FetchResponse0\x01\x122\n" +
 	"\x03Ack\x12\x14.walmq.v1.AckRequest\x1a\x15.walmq.v1.AckResponse\x125\n" +
 	"\x04Nack\x12\x15.walmq.v1.NackRequest\x1a\x16.walmq.v1.NackResponse\x125\n" +
-	"\x04Term\x12\x15.walmq.v1.TermRequest\x1a\x16.walmq.v1.TermResponse\x12J\n" +
+	"\x04Term\x12\x15.walmq.v1.TermRequest\x1a\x16.walmq.v1.TermResponse\x125\n" +
+	"\x04Read\x12\x15.walmq.v1.ReadRequest\x1a\x16.walmq.v1.ReadResponse\x12J\n" +
 	"\vCreateGroup\x12\x1c.walmq.v1.CreateGroupRequest\x1a\x1d.walmq.v1.CreateGroupResponse\x12J\n" +
 	"\vDeleteGroup\x12\x1c.walmq.v1.DeleteGroupRequest\x1a\x1d.walmq.v1.DeleteGroupResponse\x12G\n" +
 	"\n" +
@@ -3468,7 +3697,7 @@ func file_walmq_v1_walmq_proto_rawDescGZIP() []byte {
 }
 
 var file_walmq_v1_walmq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_walmq_v1_walmq_proto_goTypes = []any{
 	(StartAt)(0),                   // 0: walmq.v1.StartAt
 	(*Header)(nil),                 // 1: walmq.v1.Header
@@ -3492,49 +3721,52 @@ var file_walmq_v1_walmq_proto_goTypes = []any{
 	(*PublishResponse)(nil),        // 19: walmq.v1.PublishResponse
 	(*Ref)(nil),                    // 20: walmq.v1.Ref
 	(*Delivery)(nil),               // 21: walmq.v1.Delivery
-	(*FetchRequest)(nil),           // 22: walmq.v1.FetchRequest
-	(*FetchResponse)(nil),          // 23: walmq.v1.FetchResponse
-	(*SubscribeRequest)(nil),       // 24: walmq.v1.SubscribeRequest
-	(*AckRequest)(nil),             // 25: walmq.v1.AckRequest
-	(*PartitionOffsets)(nil),       // 26: walmq.v1.PartitionOffsets
-	(*AckResponse)(nil),            // 27: walmq.v1.AckResponse
-	(*NackRequest)(nil),            // 28: walmq.v1.NackRequest
-	(*NackResponse)(nil),           // 29: walmq.v1.NackResponse
-	(*TermRequest)(nil),            // 30: walmq.v1.TermRequest
-	(*TermResponse)(nil),           // 31: walmq.v1.TermResponse
-	(*GroupConfig)(nil),            // 32: walmq.v1.GroupConfig
-	(*CreateGroupRequest)(nil),     // 33: walmq.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),    // 34: walmq.v1.CreateGroupResponse
-	(*DeleteGroupRequest)(nil),     // 35: walmq.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),    // 36: walmq.v1.DeleteGroupResponse
-	(*ListGroupsRequest)(nil),      // 37: walmq.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),     // 38: walmq.v1.ListGroupsResponse
-	(*DescribeGroupRequest)(nil),   // 39: walmq.v1.DescribeGroupRequest
-	(*GroupPartition)(nil),         // 40: walmq.v1.GroupPartition
-	(*DescribeGroupResponse)(nil),  // 41: walmq.v1.DescribeGroupResponse
-	(*ResetGroupRequest)(nil),      // 42: walmq.v1.ResetGroupRequest
-	(*ResetGroupResponse)(nil),     // 43: walmq.v1.ResetGroupResponse
-	(*StatusRequest)(nil),          // 44: walmq.v1.StatusRequest
-	(*Member)(nil),                 // 45: walmq.v1.Member
-	(*StatusResponse)(nil),         // 46: walmq.v1.StatusResponse
-	(*JoinMemberRequest)(nil),      // 47: walmq.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),     // 48: walmq.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),    // 49: walmq.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 50: walmq.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 51: walmq.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 52: walmq.v1.TransferLeaderResponse
-	(*ChecksumRequest)(nil),        // 53: walmq.v1.ChecksumRequest
-	(*PartitionChecksum)(nil),      // 54: walmq.v1.PartitionChecksum
-	(*ChecksumResponse)(nil),       // 55: walmq.v1.ChecksumResponse
-	(*AnnounceMemberRequest)(nil),  // 56: walmq.v1.AnnounceMemberRequest
-	(*AnnounceMemberResponse)(nil), // 57: walmq.v1.AnnounceMemberResponse
-	(*durationpb.Duration)(nil),    // 58: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 59: google.protobuf.Timestamp
+	(*ReadRequest)(nil),            // 22: walmq.v1.ReadRequest
+	(*Record)(nil),                 // 23: walmq.v1.Record
+	(*ReadResponse)(nil),           // 24: walmq.v1.ReadResponse
+	(*FetchRequest)(nil),           // 25: walmq.v1.FetchRequest
+	(*FetchResponse)(nil),          // 26: walmq.v1.FetchResponse
+	(*SubscribeRequest)(nil),       // 27: walmq.v1.SubscribeRequest
+	(*AckRequest)(nil),             // 28: walmq.v1.AckRequest
+	(*PartitionOffsets)(nil),       // 29: walmq.v1.PartitionOffsets
+	(*AckResponse)(nil),            // 30: walmq.v1.AckResponse
+	(*NackRequest)(nil),            // 31: walmq.v1.NackRequest
+	(*NackResponse)(nil),           // 32: walmq.v1.NackResponse
+	(*TermRequest)(nil),            // 33: walmq.v1.TermRequest
+	(*TermResponse)(nil),           // 34: walmq.v1.TermResponse
+	(*GroupConfig)(nil),            // 35: walmq.v1.GroupConfig
+	(*CreateGroupRequest)(nil),     // 36: walmq.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),    // 37: walmq.v1.CreateGroupResponse
+	(*DeleteGroupRequest)(nil),     // 38: walmq.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),    // 39: walmq.v1.DeleteGroupResponse
+	(*ListGroupsRequest)(nil),      // 40: walmq.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),     // 41: walmq.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),   // 42: walmq.v1.DescribeGroupRequest
+	(*GroupPartition)(nil),         // 43: walmq.v1.GroupPartition
+	(*DescribeGroupResponse)(nil),  // 44: walmq.v1.DescribeGroupResponse
+	(*ResetGroupRequest)(nil),      // 45: walmq.v1.ResetGroupRequest
+	(*ResetGroupResponse)(nil),     // 46: walmq.v1.ResetGroupResponse
+	(*StatusRequest)(nil),          // 47: walmq.v1.StatusRequest
+	(*Member)(nil),                 // 48: walmq.v1.Member
+	(*StatusResponse)(nil),         // 49: walmq.v1.StatusResponse
+	(*JoinMemberRequest)(nil),      // 50: walmq.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),     // 51: walmq.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),    // 52: walmq.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 53: walmq.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 54: walmq.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 55: walmq.v1.TransferLeaderResponse
+	(*ChecksumRequest)(nil),        // 56: walmq.v1.ChecksumRequest
+	(*PartitionChecksum)(nil),      // 57: walmq.v1.PartitionChecksum
+	(*ChecksumResponse)(nil),       // 58: walmq.v1.ChecksumResponse
+	(*AnnounceMemberRequest)(nil),  // 59: walmq.v1.AnnounceMemberRequest
+	(*AnnounceMemberResponse)(nil), // 60: walmq.v1.AnnounceMemberResponse
+	(*durationpb.Duration)(nil),    // 61: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 62: google.protobuf.Timestamp
 }
 var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	1,  // 0: walmq.v1.Message.headers:type_name -> walmq.v1.Header
-	58, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
-	58, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
+	61, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
+	61, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 3: walmq.v1.TopicInfo.config:type_name -> walmq.v1.TopicConfig
 	4,  // 4: walmq.v1.TopicInfo.partitions:type_name -> walmq.v1.PartitionInfo
 	3,  // 5: walmq.v1.CreateTopicRequest.config:type_name -> walmq.v1.TopicConfig
@@ -3545,72 +3777,77 @@ var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	17, // 10: walmq.v1.PublishResponse.acks:type_name -> walmq.v1.PublishAck
 	18, // 11: walmq.v1.PublishResponse.ranges:type_name -> walmq.v1.AckRange
 	2,  // 12: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
-	58, // 13: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
-	21, // 14: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
-	20, // 15: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
-	26, // 16: walmq.v1.AckRequest.offsets:type_name -> walmq.v1.PartitionOffsets
-	20, // 17: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
-	58, // 18: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
-	20, // 19: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
-	0,  // 20: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
-	58, // 21: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
-	32, // 22: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
-	32, // 23: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
-	40, // 24: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
-	59, // 25: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
-	45, // 26: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
-	54, // 27: walmq.v1.ChecksumResponse.partitions:type_name -> walmq.v1.PartitionChecksum
-	6,  // 28: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
-	8,  // 29: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
-	10, // 30: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
-	12, // 31: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
-	14, // 32: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
-	16, // 33: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
-	16, // 34: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
-	22, // 35: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
-	24, // 36: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
-	25, // 37: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
-	28, // 38: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
-	30, // 39: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
-	33, // 40: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
-	35, // 41: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
-	37, // 42: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
-	39, // 43: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
-	42, // 44: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
-	44, // 45: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
-	47, // 46: walmq.v1.Walmq.JoinMember:input_type -> walmq.v1.JoinMemberRequest
-	49, // 47: walmq.v1.Walmq.RemoveMember:input_type -> walmq.v1.RemoveMemberRequest
-	51, // 48: walmq.v1.Walmq.TransferLeader:input_type -> walmq.v1.TransferLeaderRequest
-	53, // 49: walmq.v1.Walmq.Checksum:input_type -> walmq.v1.ChecksumRequest
-	56, // 50: walmq.v1.Walmq.AnnounceMember:input_type -> walmq.v1.AnnounceMemberRequest
-	7,  // 51: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
-	9,  // 52: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
-	11, // 53: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
-	13, // 54: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
-	15, // 55: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
-	19, // 56: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
-	19, // 57: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
-	23, // 58: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
-	23, // 59: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
-	27, // 60: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
-	29, // 61: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
-	31, // 62: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
-	34, // 63: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
-	36, // 64: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
-	38, // 65: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
-	41, // 66: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
-	43, // 67: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
-	46, // 68: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
-	48, // 69: walmq.v1.Walmq.JoinMember:output_type -> walmq.v1.JoinMemberResponse
-	50, // 70: walmq.v1.Walmq.RemoveMember:output_type -> walmq.v1.RemoveMemberResponse
-	52, // 71: walmq.v1.Walmq.TransferLeader:output_type -> walmq.v1.TransferLeaderResponse
-	55, // 72: walmq.v1.Walmq.Checksum:output_type -> walmq.v1.ChecksumResponse
-	57, // 73: walmq.v1.Walmq.AnnounceMember:output_type -> walmq.v1.AnnounceMemberResponse
-	51, // [51:74] is the sub-list for method output_type
-	28, // [28:51] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	61, // 13: walmq.v1.ReadRequest.wait:type_name -> google.protobuf.Duration
+	2,  // 14: walmq.v1.Record.message:type_name -> walmq.v1.Message
+	23, // 15: walmq.v1.ReadResponse.records:type_name -> walmq.v1.Record
+	61, // 16: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	21, // 17: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
+	20, // 18: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
+	29, // 19: walmq.v1.AckRequest.offsets:type_name -> walmq.v1.PartitionOffsets
+	20, // 20: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
+	61, // 21: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
+	20, // 22: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
+	0,  // 23: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
+	61, // 24: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
+	35, // 25: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
+	35, // 26: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
+	43, // 27: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
+	62, // 28: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
+	48, // 29: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
+	57, // 30: walmq.v1.ChecksumResponse.partitions:type_name -> walmq.v1.PartitionChecksum
+	6,  // 31: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
+	8,  // 32: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
+	10, // 33: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
+	12, // 34: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
+	14, // 35: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
+	16, // 36: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
+	16, // 37: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
+	25, // 38: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
+	27, // 39: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
+	28, // 40: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
+	31, // 41: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
+	33, // 42: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
+	22, // 43: walmq.v1.Walmq.Read:input_type -> walmq.v1.ReadRequest
+	36, // 44: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
+	38, // 45: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
+	40, // 46: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
+	42, // 47: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
+	45, // 48: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
+	47, // 49: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
+	50, // 50: walmq.v1.Walmq.JoinMember:input_type -> walmq.v1.JoinMemberRequest
+	52, // 51: walmq.v1.Walmq.RemoveMember:input_type -> walmq.v1.RemoveMemberRequest
+	54, // 52: walmq.v1.Walmq.TransferLeader:input_type -> walmq.v1.TransferLeaderRequest
+	56, // 53: walmq.v1.Walmq.Checksum:input_type -> walmq.v1.ChecksumRequest
+	59, // 54: walmq.v1.Walmq.AnnounceMember:input_type -> walmq.v1.AnnounceMemberRequest
+	7,  // 55: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
+	9,  // 56: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
+	11, // 57: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
+	13, // 58: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
+	15, // 59: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
+	19, // 60: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
+	19, // 61: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
+	26, // 62: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
+	26, // 63: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
+	30, // 64: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
+	32, // 65: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
+	34, // 66: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
+	24, // 67: walmq.v1.Walmq.Read:output_type -> walmq.v1.ReadResponse
+	37, // 68: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
+	39, // 69: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
+	41, // 70: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
+	44, // 71: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
+	46, // 72: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
+	49, // 73: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
+	51, // 74: walmq.v1.Walmq.JoinMember:output_type -> walmq.v1.JoinMemberResponse
+	53, // 75: walmq.v1.Walmq.RemoveMember:output_type -> walmq.v1.RemoveMemberResponse
+	55, // 76: walmq.v1.Walmq.TransferLeader:output_type -> walmq.v1.TransferLeaderResponse
+	58, // 77: walmq.v1.Walmq.Checksum:output_type -> walmq.v1.ChecksumResponse
+	60, // 78: walmq.v1.Walmq.AnnounceMember:output_type -> walmq.v1.AnnounceMemberResponse
+	55, // [55:79] is the sub-list for method output_type
+	31, // [31:55] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_walmq_v1_walmq_proto_init() }
@@ -3619,7 +3856,7 @@ func file_walmq_v1_walmq_proto_init() {
 		return
 	}
 	file_walmq_v1_walmq_proto_msgTypes[15].OneofWrappers = []any{}
-	file_walmq_v1_walmq_proto_msgTypes[41].OneofWrappers = []any{
+	file_walmq_v1_walmq_proto_msgTypes[44].OneofWrappers = []any{
 		(*ResetGroupRequest_Offset)(nil),
 		(*ResetGroupRequest_Time)(nil),
 	}
@@ -3629,7 +3866,7 @@ func file_walmq_v1_walmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_walmq_v1_walmq_proto_rawDesc), len(file_walmq_v1_walmq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   57,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Walmq_Ack_FullMethodName            = "/walmq.v1.Walmq/Ack"
 	Walmq_Nack_FullMethodName           = "/walmq.v1.Walmq/Nack"
 	Walmq_Term_FullMethodName           = "/walmq.v1.Walmq/Term"
+	Walmq_Read_FullMethodName           = "/walmq.v1.Walmq/Read"
 	Walmq_CreateGroup_FullMethodName    = "/walmq.v1.Walmq/CreateGroup"
 	Walmq_DeleteGroup_FullMethodName    = "/walmq.v1.Walmq/DeleteGroup"
 	Walmq_ListGroups_FullMethodName     = "/walmq.v1.Walmq/ListGroups"
@@ -76,6 +77,12 @@ type WalmqClient interface {
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
 	Term(ctx context.Context, in *TermRequest, opts ...grpc.CallOption) (*TermResponse, error)
+	// Read returns a partition's committed messages from an offset, as this
+	// node holds them: it needs no group and settles nothing. It is served
+	// by the node asked, never forwarded, so a follower answers with what it
+	// has applied, which may lag the leader. An offset deleted by retention
+	// is OutOfRange; a damaged record is DataLoss (never served).
+	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
 	DeleteGroup(ctx context.Context, in *DeleteGroupRequest, opts ...grpc.CallOption) (*DeleteGroupResponse, error)
 	ListGroups(ctx context.Context, in *ListGroupsRequest, opts ...grpc.CallOption) (*ListGroupsResponse, error)
@@ -238,6 +245,16 @@ func (c *walmqClient) Term(ctx context.Context, in *TermRequest, opts ...grpc.Ca
 	return out, nil
 }
 
+func (c *walmqClient) Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadResponse)
+	err := c.cc.Invoke(ctx, Walmq_Read_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *walmqClient) CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateGroupResponse)
@@ -377,6 +394,12 @@ type WalmqServer interface {
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	Nack(context.Context, *NackRequest) (*NackResponse, error)
 	Term(context.Context, *TermRequest) (*TermResponse, error)
+	// Read returns a partition's committed messages from an offset, as this
+	// node holds them: it needs no group and settles nothing. It is served
+	// by the node asked, never forwarded, so a follower answers with what it
+	// has applied, which may lag the leader. An offset deleted by retention
+	// is OutOfRange; a damaged record is DataLoss (never served).
+	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
 	DeleteGroup(context.Context, *DeleteGroupRequest) (*DeleteGroupResponse, error)
 	ListGroups(context.Context, *ListGroupsRequest) (*ListGroupsResponse, error)
@@ -442,6 +465,9 @@ func (UnimplementedWalmqServer) Nack(context.Context, *NackRequest) (*NackRespon
 }
 func (UnimplementedWalmqServer) Term(context.Context, *TermRequest) (*TermResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Term not implemented")
+}
+func (UnimplementedWalmqServer) Read(context.Context, *ReadRequest) (*ReadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Read not implemented")
 }
 func (UnimplementedWalmqServer) CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateGroup not implemented")
@@ -695,6 +721,24 @@ func _Walmq_Term_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Walmq_Read_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WalmqServer).Read(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Walmq_Read_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WalmqServer).Read(ctx, req.(*ReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Walmq_CreateGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateGroupRequest)
 	if err := dec(in); err != nil {
@@ -939,6 +983,10 @@ var Walmq_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Term",
 			Handler:    _Walmq_Term_Handler,
+		},
+		{
+			MethodName: "Read",
+			Handler:    _Walmq_Read_Handler,
 		},
 		{
 			MethodName: "CreateGroup",
