@@ -81,9 +81,16 @@
 // segment costs one or a few records and the tail what was written after
 // its last sync. Then:
 //
-//  1. In a sealed segment, any record that fails its checks is a
-//     *CorruptionError naming the file and byte position. Sealed segments
-//     were synced whole before the next one was created.
+//  1. In a sealed segment, any record that fails its checks is damage,
+//     never a torn write: sealed segments were synced whole before the
+//     next one was created. Open does not fail for it: it logs it at ERROR
+//     and records the segment as damaged (Damaged, SegmentInfo.Damage,
+//     Options.OnDamage) with the *CorruptionError naming the file and
+//     byte position. The segment is taken to end where the next begins;
+//     reads that reach the damaged record keep failing with that error,
+//     and nothing after it in the segment is trusted until it is repaired.
+//     If the damaged segment would become the tail (the tail after it is
+//     empty and removed, step 4), Open fails with the error instead.
 //  2. In the tail segment, a record that fails its checks is a torn write
 //     when no intact record follows it anywhere in the file: the file is
 //     truncated there, synced, and a warning logged. If an intact record
@@ -94,7 +101,39 @@
 //  4. A tail segment left empty by a crash right after a roll is removed.
 //
 // Records before the anchor are not read by Open; Read checks the CRC of
-// every record it returns and Verify checks every record of every segment.
+// every record it reads (also those it skips to reach the offset asked
+// for) and that each starts where the one before ended, and Verify checks
+// every record of every segment. A read or Verify that meets damage in a
+// sealed segment records it as Open does.
+//
+// # Scrubbing and repair
+//
+// Scrub(ctx, base, pace) reads one sealed segment whole, at the rate pace
+// allows, and checks every record as Verify does, including that the
+// offsets run exactly from base to the next segment's first; damage is
+// recorded as above. ReadRecords streams raw records of an offset range,
+// each checked before it is handed on: a damaged one ends it with its
+// *CorruptionError, so a journal never passes on a record that fails its
+// checks.
+//
+// A damaged sealed segment is repaired by replacing its file with records
+// from another replica. Records are one per Raft entry and deterministic,
+// so replicas agree on every record's bytes and boundaries even where
+// their segment boundaries differ. BeginReplace(base) creates
+// <base>.seg.repair; Replacement.Append checks each record offered (CRC,
+// messages, that it starts where the previous ended, that its offsets
+// stay within [base, next) and its Raft index above the previous
+// segment's last and below the next segment's first, and that it equals
+// the segment's own record at the same byte position wherever that one is
+// intact) and writes it. Commit checks that the records end exactly at
+// next, syncs the file, writes and syncs <base>.idx.repair (ending with an
+// entry for the last record, so the next Open reads one record), renames
+// the segment, then the index, over the old ones, syncs the directory,
+// opens the new file and swaps it in: later reads use it, reads in
+// progress on the old file finish first. A refused record refuses the
+// whole replacement and nothing changes. A crash before the segment's
+// rename leaves the old file and *.repair files, which Open removes; after
+// it, the new file with an old or new index, both checked as any index.
 //
 // # Errors
 //

@@ -17,6 +17,8 @@ type FS interface {
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
 	// Remove deletes a file.
 	Remove(name string) error
+	// Rename renames a file, replacing newpath atomically if it exists.
+	Rename(oldpath, newpath string) error
 	// SyncDir makes the directory's entries (created, removed files) durable.
 	SyncDir(dir string) error
 }
@@ -65,6 +67,9 @@ func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 
 // Remove implements FS.
 func (OSFS) Remove(name string) error { return os.Remove(name) }
+
+// Rename implements FS.
+func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
 
 // SyncDir implements FS.
 func (OSFS) SyncDir(dir string) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -104,8 +105,14 @@ type Options struct {
 	IndexIntervalBytes int
 	// FS is the file system (default the operating system's).
 	FS FS
-	// Logger receives recovery and retention events (default none).
+	// Logger receives recovery, retention and repair events (default
+	// none).
 	Logger hclog.Logger
+	// OnDamage, if set, is called once for each sealed segment found
+	// damaged (by Open, Read, ReadRecords, Scrub or Verify), from the
+	// goroutine that found it and with no lock held. It must not block or
+	// call the journal; queue the segment for repair (see repair.go).
+	OnDamage func(Damage)
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -150,18 +157,26 @@ type Journal struct {
 	log  hclog.Logger
 
 	syncMu sync.Mutex // serialises Sync
+	// fileMu serialises the removal of segment files by retention with
+	// their replacement by a repair. Take it before mu.
+	fileMu sync.Mutex
 
 	mu     sync.RWMutex
 	segs   []*segment // ascending base offsets; the last is the tail
 	closed bool
 	err    error // sticky I/O error, wrapped in ErrFailed
 	buf    []byte
+	// repairing holds the base offsets of segments with a Replacement
+	// in progress.
+	repairing map[uint64]bool
 }
 
 // Open opens the journal in dir, creating dir if needed. It recovers the
 // tail segment: a torn last record is truncated and logged; damage before
 // valid data is a *CorruptionError. Sealed segments are not scanned beyond
-// their last index entry, so Open takes milliseconds whatever the size.
+// their last index entry, so Open takes milliseconds whatever the size;
+// damage found there does not stop Open: the segment opens damaged (see
+// Damaged), and reads that reach the damage fail with a *CorruptionError.
 func Open(dir string, opts Options) (*Journal, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -188,6 +203,13 @@ func (j *Journal) load() error {
 	var bases []uint64
 	segs := map[string]bool{}
 	for _, n := range names {
+		if strings.HasSuffix(n, repairSuffix) {
+			// Left by a repair that never committed.
+			if err := j.fs.Remove(filepath.Join(j.dir, n)); err != nil {
+				return fmt.Errorf("journal: remove unfinished repair: %w", err)
+			}
+			continue
+		}
 		var base uint64
 		if len(n) == 24 && filepath.Ext(n) == ".seg" {
 			if _, err := fmt.Sscanf(n, "%020d.seg", &base); err == nil && segmentName(base) == n {
@@ -217,7 +239,11 @@ func (j *Journal) load() error {
 	var prev *segment
 	for i, base := range bases {
 		tail := i == len(bases)-1
-		s, err := j.openSegment(base, tail, prev)
+		var nextBase uint64
+		if !tail {
+			nextBase = bases[i+1]
+		}
+		s, err := j.openSegment(base, tail, prev, nextBase)
 		if err != nil {
 			return err
 		}
@@ -240,6 +266,11 @@ func (j *Journal) load() error {
 			return fmt.Errorf("journal: sync %s: %w", j.dir, err)
 		}
 		t = j.segs[len(j.segs)-1]
+		if t.damage != nil {
+			// It would become the tail, whose last Raft index must be
+			// known; it cannot be repaired as the tail either.
+			return t.damage
+		}
 		if err := j.reopenForAppend(t); err != nil {
 			return err
 		}
@@ -506,6 +537,9 @@ type SegmentInfo struct {
 	MaxTimestamp  int64  // largest batch timestamp; math.MinInt64 if empty
 	LastRaftIndex uint64
 	Sealed        bool
+	// Damage is the damaged record found in a sealed segment, nil if none
+	// is known (see Damaged).
+	Damage *CorruptionError
 }
 
 // Segments lists the segments, oldest first.
@@ -515,7 +549,7 @@ func (j *Journal) Segments() []SegmentInfo {
 	out := make([]SegmentInfo, len(j.segs))
 	for i, s := range j.segs {
 		out[i] = SegmentInfo{Path: s.path, BaseOffset: s.base, NextOffset: s.next, Size: s.size,
-			MaxTimestamp: s.maxTS, LastRaftIndex: s.lastIndex, Sealed: i < len(j.segs)-1}
+			MaxTimestamp: s.maxTS, LastRaftIndex: s.lastIndex, Sealed: i < len(j.segs)-1, Damage: s.damage}
 	}
 	return out
 }
@@ -526,11 +560,23 @@ func (j *Journal) Segments() []SegmentInfo {
 // at from, whatever its size, and never reads past the end of the segment
 // holding from, so it may return fewer messages than exist. An offset at or
 // past NextOffset returns none; one below FirstOffset, or in a segment
-// deleted while the read was in progress, returns ErrOffsetTruncated.
+// deleted while the read was in progress, returns ErrOffsetTruncated. A
+// read that meets a damaged record returns a *CorruptionError, with the
+// intact messages before it; the damaged record's are never returned.
 func (j *Journal) Read(from uint64, maxMsgs, maxBytes int) ([]Message, error) {
 	if maxMsgs <= 0 {
 		return nil, nil
 	}
+	for {
+		msgs, err := j.read(from, maxMsgs, maxBytes)
+		if errors.Is(err, errReplaced) {
+			continue // a repair swapped the segment in the meantime
+		}
+		return msgs, err
+	}
+}
+
+func (j *Journal) read(from uint64, maxMsgs, maxBytes int) ([]Message, error) {
 	j.mu.RLock()
 	if j.closed {
 		j.mu.RUnlock()
@@ -547,9 +593,14 @@ func (j *Journal) Read(from uint64, maxMsgs, maxBytes int) ([]Message, error) {
 	i := sort.Search(len(j.segs), func(i int) bool { return j.segs[i].base > from }) - 1
 	s := j.segs[i]
 	limit := s.size
-	pos := s.seek(from)
+	pos, expect := s.seek(from)
 	j.mu.RUnlock()
-	return s.read(pos, limit, from, maxMsgs, maxBytes)
+	msgs, err := s.read(pos, limit, expect, from, maxMsgs, maxBytes)
+	var ce *CorruptionError
+	if errors.As(err, &ce) {
+		j.noteDamage(s, ce)
+	}
+	return msgs, err
 }
 
 // OffsetForTime returns the offset of the first message stamped at or
@@ -630,6 +681,8 @@ func (j *Journal) SizeCutoff(maxBytes int64) uint64 {
 // segment is never deleted. Reads of a deleted segment in progress finish
 // first; later ones get ErrOffsetTruncated.
 func (j *Journal) DeleteBefore(offset uint64) (int, error) {
+	j.fileMu.Lock()
+	defer j.fileMu.Unlock()
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
@@ -678,6 +731,10 @@ func (j *Journal) Verify() error {
 	for _, sp := range spans {
 		var err error
 		if lastIndex, err = sp.s.verify(sp.size, lastIndex); err != nil {
+			var ce *CorruptionError
+			if errors.As(err, &ce) {
+				j.noteDamage(sp.s, ce)
+			}
 			return err
 		}
 	}

@@ -337,8 +337,8 @@ func TestTornTailAtEveryByte(t *testing.T) {
 }
 
 // TestBitFlipInSealedSegment flips one bit at every byte of a sealed
-// segment: Verify must name the segment, and no read may return data that
-// differs from what was written.
+// segment: Open must succeed, Verify must name the segment, and no read
+// may return data that differs from what was written.
 func TestBitFlipInSealedSegment(t *testing.T) {
 	src := t.TempDir()
 	opts := journal.Options{SegmentBytes: 2 << 10}
@@ -361,13 +361,10 @@ func TestBitFlipInSealedSegment(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, victim), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		// Damage in a sealed segment never stops Open (see repair_test.go).
 		j, err := journal.Open(dir, opts)
 		if err != nil {
-			var ce *journal.CorruptionError
-			if !errors.As(err, &ce) || filepath.Base(ce.Segment) != victim {
-				t.Fatalf("flip at %d: Open: %v, want a CorruptionError naming %s", pos, err, victim)
-			}
-			continue
+			t.Fatalf("flip at %d: Open: %v", pos, err)
 		}
 		var ce *journal.CorruptionError
 		if err := j.Verify(); !errors.As(err, &ce) || filepath.Base(ce.Segment) != victim || !errors.Is(err, journal.ErrCorrupt) {

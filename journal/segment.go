@@ -19,10 +19,11 @@ type segment struct {
 	path    string
 	idxPath string
 
-	fmu     sync.RWMutex // held shared for I/O on f, exclusively to close it
-	f       File
-	closed  bool
-	deleted bool
+	fmu      sync.RWMutex // held shared for I/O on f, exclusively to close it
+	f        File
+	closed   bool
+	deleted  bool // closed because retention deleted it
+	replaced bool // closed because a repair replaced its file (see repair.go)
 
 	// Guarded by Journal.mu (written only while loading, or by the holder
 	// of the write lock).
@@ -34,6 +35,9 @@ type segment struct {
 	lastBatch  indexEntry // the last batch, valid when size > 0
 	idxF       File       // the index file, open for writing on the tail only
 	idxWritten int        // entries of index already in the index file
+	// damage is the first damaged record found in the segment, once it is
+	// sealed; nil while none is known. Only a replacement clears it.
+	damage *CorruptionError
 }
 
 func newSegment(dir string, base uint64) *segment {
@@ -42,10 +46,12 @@ func newSegment(dir string, base uint64) *segment {
 }
 
 // openSegment loads a segment found on disk. A sealed segment is trusted
-// up to its last index entry and checked from there to its end: any damage
-// is corruption. The tail is checked the same way, but damage that no
-// valid record follows is a torn write: it is truncated and logged.
-func (j *Journal) openSegment(base uint64, tail bool, prev *segment) (*segment, error) {
+// up to its last index entry and checked from there to its end: damage
+// there is recorded (the segment opens damaged, ending at nextBase, the
+// base of the segment after it). The tail is checked the same way, but
+// damage that no valid record follows is a torn write: it is truncated and
+// logged; other damage in the tail is a *CorruptionError.
+func (j *Journal) openSegment(base uint64, tail bool, prev *segment, nextBase uint64) (*segment, error) {
 	s := newSegment(j.dir, base)
 	flag := os.O_RDONLY
 	if tail {
@@ -66,7 +72,7 @@ func (j *Journal) openSegment(base uint64, tail bool, prev *segment) (*segment, 
 		s.close()
 		return nil, err
 	}
-	if err := j.recoverSegment(s, size, entries, tail, prev); err != nil {
+	if err := j.recoverSegment(s, size, entries, tail, prev, nextBase); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -105,7 +111,7 @@ func (j *Journal) readIndexFile(s *segment, tail bool) ([]indexEntry, error) {
 	return parseIndex(data), nil
 }
 
-func (j *Journal) recoverSegment(s *segment, size int64, entries []indexEntry, tail bool, prev *segment) error {
+func (j *Journal) recoverSegment(s *segment, size int64, entries []indexEntry, tail bool, prev *segment, nextBase uint64) error {
 	s.next, s.maxTS = s.base, math.MinInt64
 	if prev != nil {
 		s.lastIndex = prev.lastIndex
@@ -138,18 +144,24 @@ func (j *Journal) recoverSegment(s *segment, size int64, entries []indexEntry, t
 	for pos < size {
 		rec, h, err := s.readRecord(pos, size, scratch)
 		scratch = rec
-		if err == nil && h.BaseOffset != s.next {
-			return &CorruptionError{Segment: s.path, Offset: pos,
+		var ce *CorruptionError
+		switch {
+		case err == nil && h.BaseOffset != s.next:
+			ce = &CorruptionError{Segment: s.path, Offset: pos,
 				Reason: fmt.Sprintf("batch starts at offset %d, expected %d", h.BaseOffset, s.next)}
-		}
-		if err == nil && h.RaftIndex <= s.lastIndex {
-			return &CorruptionError{Segment: s.path, Offset: pos,
+		case err == nil && h.RaftIndex <= s.lastIndex:
+			ce = &CorruptionError{Segment: s.path, Offset: pos,
 				Reason: fmt.Sprintf("raft index %d not above %d", h.RaftIndex, s.lastIndex)}
+		case err != nil && !tail:
+			ce = &CorruptionError{Segment: s.path, Offset: pos, Reason: err.Error()}
+		}
+		if ce != nil && tail {
+			return ce
+		}
+		if ce != nil {
+			return j.openDamaged(s, size, onDisk, nextBase, ce)
 		}
 		if err != nil {
-			if !tail {
-				return &CorruptionError{Segment: s.path, Offset: pos, Reason: err.Error()}
-			}
 			if q, ok := s.validRecordAfter(pos, size); ok {
 				return &CorruptionError{Segment: s.path, Offset: pos,
 					Reason: fmt.Sprintf("%v, and a valid record follows at byte %d", err, q)}
@@ -184,6 +196,24 @@ func (j *Journal) recoverSegment(s *segment, size int64, entries []indexEntry, t
 			j.log.Warn("could not rewrite segment index", "index", s.idxPath, "error", err)
 		}
 	}
+	return nil
+}
+
+// openDamaged finishes loading a sealed segment in which ce was found at
+// or after the anchor. What follows the damage is unknown: the segment is
+// taken to end at nextBase, where the next one starts, its largest
+// timestamp is unknown (math.MaxInt64, so retention by age never deletes
+// it on a guess), and its last Raft index is that of its last intact
+// record, a lower bound. Reads that reach the damage get ce again.
+func (j *Journal) openDamaged(s *segment, size int64, onDisk int, nextBase uint64, ce *CorruptionError) error {
+	if s.next > nextBase {
+		return &CorruptionError{Segment: s.path, Offset: ce.Offset,
+			Reason: fmt.Sprintf("%s; its intact records reach offset %d, past the next segment's first %d", ce.Reason, s.next, nextBase)}
+	}
+	s.size, s.next, s.maxTS, s.damage, s.idxWritten = size, nextBase, math.MaxInt64, ce, onDisk
+	j.log.Error("damaged record in a sealed segment: opened, reads of it refused until it is repaired",
+		"segment", s.path, "at", ce.Offset, "first", s.base, "next", s.next, "reason", ce.Reason)
+	j.reportDamage(s, ce)
 	return nil
 }
 
@@ -279,24 +309,30 @@ func (s *segment) validRecordAfter(pos, size int64) (int64, bool) {
 	}
 }
 
-// seek returns the position of the last indexed record at or before
-// offset. Call with Journal.mu held.
-func (s *segment) seek(offset uint64) int64 {
+// seek returns the position and base offset of the last indexed record at
+// or before offset. Call with Journal.mu held.
+func (s *segment) seek(offset uint64) (int64, uint64) {
 	k := sort.Search(len(s.index), func(k int) bool { return s.index[k].Offset > offset })
 	if k == 0 {
-		return 0
+		return 0, s.base
 	}
-	return s.index[k-1].Pos
+	return s.index[k-1].Pos, s.index[k-1].Offset
 }
 
 // readChunk is how much Read asks of the file at a time.
 const readChunk = 256 << 10
 
-// read decodes messages from the records between pos and limit.
-func (s *segment) read(pos, limit int64, from uint64, maxMsgs, maxBytes int) ([]Message, error) {
+// read decodes messages from the records between pos and limit; the
+// record at pos starts at offset expect. Every record read is checked,
+// also those before from, and each must start where the one before ended:
+// a damaged length can never make the read skip a record unnoticed.
+func (s *segment) read(pos, limit int64, expect, from uint64, maxMsgs, maxBytes int) ([]Message, error) {
 	s.fmu.RLock()
 	defer s.fmu.RUnlock()
 	if s.closed {
+		if s.replaced {
+			return nil, errReplaced
+		}
 		if s.deleted {
 			return nil, fmt.Errorf("%w: segment %s was deleted by retention", ErrOffsetTruncated, s.path)
 		}
@@ -329,11 +365,16 @@ func (s *segment) read(pos, limit int64, from uint64, maxMsgs, maxBytes int) ([]
 			}
 			rec := buf[p : p+int(h.Length)]
 			p += int(h.Length)
-			if h.lastOffset() < from {
-				continue
-			}
 			if _, err := checkRecord(rec, maxRecordBytes); err != nil {
 				return out, &CorruptionError{Segment: s.path, Offset: pos + int64(p) - int64(len(rec)), Reason: err.Error()}
+			}
+			if h.BaseOffset != expect {
+				return out, &CorruptionError{Segment: s.path, Offset: pos + int64(p) - int64(len(rec)),
+					Reason: fmt.Sprintf("batch starts at offset %d, expected %d", h.BaseOffset, expect)}
+			}
+			expect = h.lastOffset() + 1
+			if h.lastOffset() < from {
+				continue
 			}
 			if out == nil {
 				out = make([]Message, 0, min(maxMsgs, int(h.Count)*2, 4096))
@@ -356,7 +397,7 @@ func (s *segment) verify(size int64, lastIndex uint64) (uint64, error) {
 	s.fmu.RLock()
 	defer s.fmu.RUnlock()
 	if s.closed {
-		if s.deleted {
+		if s.deleted || s.replaced {
 			return lastIndex, nil
 		}
 		return lastIndex, ErrClosed

@@ -94,6 +94,9 @@ func (f *FS) ReadDir(dir string) ([]string, error) { return f.inner.ReadDir(dir)
 // Remove implements journal.FS.
 func (f *FS) Remove(name string) error { return f.inner.Remove(name) }
 
+// Rename implements journal.FS.
+func (f *FS) Rename(oldpath, newpath string) error { return f.inner.Rename(oldpath, newpath) }
+
 // SyncDir implements journal.FS. It fails like a file sync.
 func (f *FS) SyncDir(dir string) error {
 	if err := f.syncFault(); err != nil {
