@@ -246,6 +246,22 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, fl := range files {
 		byName[fl.Name] = fl
 	}
+	// Every record of every segment is checked before anything is
+	// replaced: a damaged snapshot is refused and changes nothing.
+	for _, tm := range m.Topics {
+		for _, pm := range tm.Partitions {
+			for _, fm := range pm.Segments {
+				src, ok := byName[fm.Name]
+				if !ok {
+					continue // refused below
+				}
+				if err := CheckSnapshotFile(fm.Name, src.Path, fm.Size); err != nil {
+					f.log.Error("snapshot segment fails its check: refusing to restore the snapshot", "file", fm.Name, "error", err)
+					return fmt.Errorf("fsm: restore %s: %w", fm.Name, err)
+				}
+			}
+		}
+	}
 	if err := f.Close(); err != nil {
 		return err
 	}

@@ -70,4 +70,15 @@
 // Reader produces it from the manifest and the files, computing the
 // checksums as it reads, and raft's SnapshotMeta.Size is its length. The
 // checksums therefore protect the transfer, not the files at rest.
+//
+// # Damaged files
+//
+// Because the checksums cannot tell a file damaged at rest, SetFileCheck
+// gives the store a check (walmq's: every journal record's CRC) that runs
+// on each file before its content is streamed; a file that fails it ends
+// the stream with ErrCorrupt and is logged. When a damaged file is
+// repaired by writing a new file over its name, the snapshots that linked
+// the old inode still hold it: ReplaceFile links the new file in its
+// place in every snapshot, complete or being built, and makes a snapshot
+// that adds the old file later take the new one.
 package snapstore

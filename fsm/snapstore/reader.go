@@ -36,6 +36,7 @@ type Reader struct {
 	manifest []byte
 	files    []File
 	release  func()
+	check    func(File) error // run on each file before its content is read, if set
 
 	parts   [][]byte // stream bytes ready to be returned, in order
 	next    int      // index in files of the next file to start
@@ -145,6 +146,12 @@ func (r *Reader) startFile() {
 	if r.left == 0 {
 		r.endFile()
 		return
+	}
+	if r.check != nil {
+		if err := r.check(r.cur); err != nil {
+			r.err = fmt.Errorf("snapstore: read: %w: %s fails its check: %w", ErrCorrupt, r.cur.Name, err)
+			return
+		}
 	}
 	f, err := os.Open(r.cur.Path)
 	if err != nil {

@@ -118,6 +118,11 @@ func (k *Sink) AddFile(name, src string, size int64) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("snapstore: add file %s: %w", name, err)
 	}
+	// Under the store's lock, so that a ReplaceFile either finds this
+	// link or is found by it.
+	k.store.mu.Lock()
+	defer k.store.mu.Unlock()
+	src = k.store.replacementLocked(fi, src)
 	if lerr := k.store.link(src, dst); lerr != nil {
 		k.store.logger.Debug("hard link failed, copying", "src", src, "error", lerr)
 		if cerr := copyFile(dst, src, size); cerr != nil {
@@ -268,6 +273,10 @@ func (k *Sink) finish() error {
 	}
 
 	final := strings.TrimSuffix(k.dir, tmpSuffix)
+	// Under the store's lock, so that a ReplaceFile walking the store
+	// sees the snapshot under one of its names.
+	k.store.mu.Lock()
+	defer k.store.mu.Unlock()
 	if err := os.Rename(k.dir, final); err != nil {
 		return err
 	}

@@ -61,6 +61,12 @@ type Store struct {
 
 	mu    sync.Mutex
 	inUse map[string]int // open Readers per snapshot id
+	// check, if set, is run on every file before its content is streamed
+	// (see SetFileCheck).
+	check func(name, path string, size int64) error
+	// replaced are files ReplaceFile took out of the snapshots, each with
+	// the file that took its place (see ReplaceFile).
+	replaced []replacedFile
 }
 
 var _ raft.SnapshotStore = (*Store)(nil)
@@ -254,6 +260,7 @@ func (s *Store) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 	m.Size = streamSize(len(manifest), files)
 	s.inUse[id]++
 	r := newReader(manifest, files, func() { s.release(id) })
+	r.check = s.checkFile(id)
 	return &m.SnapshotMeta, r, nil
 }
 
