@@ -37,6 +37,19 @@
 // was submitted or leadership was lost while it committed, so its outcome
 // is unknown and a retry must reuse the message ids.
 //
+// # Scrubbing and repair
+//
+// A background scrubber (scrub.go) verifies every sealed segment of every
+// partition once after Open and then every ScrubInterval, at most
+// ScrubBytesPerSecond. A damaged segment, found by Open, a scrub or any
+// read (Fetch, Read, Checksum), is logged at ERROR and queued; the node
+// asks the other members, one after another, for the segment's records
+// (PeerRecords, which the transport sets with SetPeerRecords; peers serve
+// ReadRecords), the journal checks and swaps them in, and the snapshots
+// that linked the damaged file are relinked to the repaired one. Until
+// then, and for ever on a single node, the damaged records are refused
+// (journal.ErrCorrupt) and listed in Status.
+//
 // # Layout
 //
 //	<dir>/raft/raft.db   raft-boltdb: log and stable store

@@ -99,6 +99,13 @@ type Config struct {
 	// (default 500 ms each; a single voter elects itself at once).
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
+
+	// The scrubber (scrub.go) verifies every sealed segment once after
+	// start and then every ScrubInterval (default 24 h; negative: only
+	// once), reading at most ScrubBytesPerSecond (default 64 MiB/s), and
+	// repairs damaged segments from peers.
+	ScrubInterval       time.Duration
+	ScrubBytesPerSecond int64
 }
 
 // Peer is one server of a cluster: its node id and Raft address.
@@ -158,6 +165,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RaftAdvertise == "" {
 		c.RaftAdvertise = c.RaftAddr
 	}
+	c.scrubDefaults()
 	if (len(c.Peers) > 0 || c.NoBootstrap) && c.RaftAddr == "" && c.StreamLayer == nil {
 		return c, errors.New("cluster: Peers and NoBootstrap need a RaftAddr")
 	}
@@ -207,6 +215,7 @@ type Node struct {
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
 	acks     *acker
+	scrub    *scrubber
 	rr       atomic.Uint64 // where the next Fetch starts among partitions
 	pubRR    atomic.Uint64 // the next partition for keyless messages
 
@@ -238,10 +247,13 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 	n.acks = newAcker(n)
+	n.scrub = newScrubber(n)
+	n.cfg.Journal.OnDamage = n.scrub.damaged
 	if err := n.open(); err != nil {
 		n.shutdown()
 		return nil, err
 	}
+	n.scrub.start()
 	n.bg.Add(3)
 	go n.acks.run()
 	go n.retentionLoop()
@@ -292,6 +304,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
+	n.snaps.SetFileCheck(fsm.CheckSnapshotFile) // never ship a damaged segment
 	var once sync.Once
 	n.fsm, err = fsm.New(fsm.Options{
 		Dir:             filepath.Join(cfg.Dir, "topics"),
@@ -530,6 +543,11 @@ type Status struct {
 	Term         uint64
 	AppliedIndex uint64
 	Members      []Member
+	// Damaged lists the damaged segments not yet repaired; SegmentsRepaired
+	// and ScrubPasses count repairs and complete scrub passes since start.
+	Damaged          []DamagedSegment
+	SegmentsRepaired uint64
+	ScrubPasses      uint64
 }
 
 // Member is one server of the Raft configuration.
@@ -549,6 +567,7 @@ func (n *Node) Status() Status {
 	if t, err := strconv.ParseUint(n.raft.Stats()["term"], 10, 64); err == nil {
 		st.Term = t
 	}
+	st.Damaged, st.SegmentsRepaired, st.ScrubPasses = n.scrub.status()
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			st.Members = append(st.Members, Member{ID: string(s.ID), Address: string(s.Address),
