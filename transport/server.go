@@ -110,6 +110,7 @@ func NewServer(node *cluster.Node, opts Options) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	node.SetPeerRecords(peerRecords{s}) // repairs of damaged segments ask the other nodes (repair.go)
 	if adv := s.advertise(); adv != "" {
 		s.bgWG.Add(1)
 		go s.announce(adv)
@@ -737,5 +738,6 @@ func (s *Server) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse,
 		out.Members = append(out.Members, &pb.Member{Id: m.ID, Address: m.Address, Suffrage: m.Suffrage, Leader: m.Leader,
 			ClientAddress: m.ClientAddr})
 	}
+	out.DamagedSegments, out.SegmentsRepaired, out.ScrubPasses = damagedOut(st.Damaged), st.SegmentsRepaired, st.ScrubPasses
 	return out, nil
 }

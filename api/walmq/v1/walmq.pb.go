@@ -2783,15 +2783,24 @@ func (x *Member) GetClientAddress() string {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
-	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	Members       []*Member              `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Role         string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Leader       string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term         uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Members      []*Member              `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	// damaged_segments are this node's sealed journal segments that hold a
+	// damaged record and are not repaired yet: reads that reach the damage
+	// are refused (DataLoss).
+	DamagedSegments []*DamagedSegment `protobuf:"bytes,7,rep,name=damaged_segments,json=damagedSegments,proto3" json:"damaged_segments,omitempty"`
+	// segments_repaired counts the segments repaired from peers since the
+	// node started; scrub_passes the complete passes of its scrubber, which
+	// verifies every sealed segment after start and then periodically.
+	SegmentsRepaired uint64 `protobuf:"varint,8,opt,name=segments_repaired,json=segmentsRepaired,proto3" json:"segments_repaired,omitempty"`
+	ScrubPasses      uint64 `protobuf:"varint,9,opt,name=scrub_passes,json=scrubPasses,proto3" json:"scrub_passes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2866,6 +2875,122 @@ func (x *StatusResponse) GetMembers() []*Member {
 	return nil
 }
 
+func (x *StatusResponse) GetDamagedSegments() []*DamagedSegment {
+	if x != nil {
+		return x.DamagedSegments
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetSegmentsRepaired() uint64 {
+	if x != nil {
+		return x.SegmentsRepaired
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetScrubPasses() uint64 {
+	if x != nil {
+		return x.ScrubPasses
+	}
+	return 0
+}
+
+type DamagedSegment struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition uint32                 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// segment is the path of the segment file on the node, position the
+	// byte position in it of the first damaged record found.
+	Segment  string `protobuf:"bytes,3,opt,name=segment,proto3" json:"segment,omitempty"`
+	Position int64  `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	Reason   string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The segment holds offsets [first_offset, next_offset).
+	FirstOffset   uint64 `protobuf:"varint,6,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
+	NextOffset    uint64 `protobuf:"varint,7,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DamagedSegment) Reset() {
+	*x = DamagedSegment{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DamagedSegment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DamagedSegment) ProtoMessage() {}
+
+func (x *DamagedSegment) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DamagedSegment.ProtoReflect.Descriptor instead.
+func (*DamagedSegment) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *DamagedSegment) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *DamagedSegment) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *DamagedSegment) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *DamagedSegment) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *DamagedSegment) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DamagedSegment) GetFirstOffset() uint64 {
+	if x != nil {
+		return x.FirstOffset
+	}
+	return 0
+}
+
+func (x *DamagedSegment) GetNextOffset() uint64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
 type JoinMemberRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2878,7 +3003,7 @@ type JoinMemberRequest struct {
 
 func (x *JoinMemberRequest) Reset() {
 	*x = JoinMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2890,7 +3015,7 @@ func (x *JoinMemberRequest) String() string {
 func (*JoinMemberRequest) ProtoMessage() {}
 
 func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[49]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2903,7 +3028,7 @@ func (x *JoinMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberRequest.ProtoReflect.Descriptor instead.
 func (*JoinMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{49}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *JoinMemberRequest) GetId() string {
@@ -2935,7 +3060,7 @@ type JoinMemberResponse struct {
 
 func (x *JoinMemberResponse) Reset() {
 	*x = JoinMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3072,7 @@ func (x *JoinMemberResponse) String() string {
 func (*JoinMemberResponse) ProtoMessage() {}
 
 func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[50]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3085,7 @@ func (x *JoinMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinMemberResponse.ProtoReflect.Descriptor instead.
 func (*JoinMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{50}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{51}
 }
 
 type RemoveMemberRequest struct {
@@ -2972,7 +3097,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3109,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[51]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3122,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{51}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RemoveMemberRequest) GetId() string {
@@ -3015,7 +3140,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3152,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[52]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3165,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{52}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{53}
 }
 
 type TransferLeaderRequest struct {
@@ -3053,7 +3178,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3190,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[53]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3203,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{53}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TransferLeaderRequest) GetId() string {
@@ -3097,7 +3222,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3109,7 +3234,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[54]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3122,7 +3247,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{54}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TransferLeaderResponse) GetLeader() string {
@@ -3146,7 +3271,7 @@ type ChecksumRequest struct {
 
 func (x *ChecksumRequest) Reset() {
 	*x = ChecksumRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3283,7 @@ func (x *ChecksumRequest) String() string {
 func (*ChecksumRequest) ProtoMessage() {}
 
 func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[55]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3296,7 @@ func (x *ChecksumRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumRequest.ProtoReflect.Descriptor instead.
 func (*ChecksumRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{55}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ChecksumRequest) GetTopic() string {
@@ -3211,7 +3336,7 @@ type PartitionChecksum struct {
 
 func (x *PartitionChecksum) Reset() {
 	*x = PartitionChecksum{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3223,7 +3348,7 @@ func (x *PartitionChecksum) String() string {
 func (*PartitionChecksum) ProtoMessage() {}
 
 func (x *PartitionChecksum) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[56]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3236,7 +3361,7 @@ func (x *PartitionChecksum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionChecksum.ProtoReflect.Descriptor instead.
 func (*PartitionChecksum) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{56}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PartitionChecksum) GetPartition() uint32 {
@@ -3285,7 +3410,7 @@ type ChecksumResponse struct {
 
 func (x *ChecksumResponse) Reset() {
 	*x = ChecksumResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[57]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3297,7 +3422,7 @@ func (x *ChecksumResponse) String() string {
 func (*ChecksumResponse) ProtoMessage() {}
 
 func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[57]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3310,7 +3435,7 @@ func (x *ChecksumResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChecksumResponse.ProtoReflect.Descriptor instead.
 func (*ChecksumResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{57}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ChecksumResponse) GetNodeId() string {
@@ -3344,7 +3469,7 @@ type AnnounceMemberRequest struct {
 
 func (x *AnnounceMemberRequest) Reset() {
 	*x = AnnounceMemberRequest{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[58]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3481,7 @@ func (x *AnnounceMemberRequest) String() string {
 func (*AnnounceMemberRequest) ProtoMessage() {}
 
 func (x *AnnounceMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[58]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3494,7 @@ func (x *AnnounceMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceMemberRequest.ProtoReflect.Descriptor instead.
 func (*AnnounceMemberRequest) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{58}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AnnounceMemberRequest) GetId() string {
@@ -3394,7 +3519,7 @@ type AnnounceMemberResponse struct {
 
 func (x *AnnounceMemberResponse) Reset() {
 	*x = AnnounceMemberResponse{}
-	mi := &file_walmq_v1_walmq_proto_msgTypes[59]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3531,7 @@ func (x *AnnounceMemberResponse) String() string {
 func (*AnnounceMemberResponse) ProtoMessage() {}
 
 func (x *AnnounceMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_walmq_v1_walmq_proto_msgTypes[59]
+	mi := &file_walmq_v1_walmq_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3544,122 @@ func (x *AnnounceMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnounceMemberResponse.ProtoReflect.Descriptor instead.
 func (*AnnounceMemberResponse) Descriptor() ([]byte, []int) {
-	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{59}
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{60}
+}
+
+type ReadRecordsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition uint32                 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The records holding offsets [from, to); the first and last may hold
+	// offsets outside it.
+	From          uint64 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint64 `protobuf:"varint,4,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRecordsRequest) Reset() {
+	*x = ReadRecordsRequest{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRecordsRequest) ProtoMessage() {}
+
+func (x *ReadRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRecordsRequest.ProtoReflect.Descriptor instead.
+func (*ReadRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ReadRecordsRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ReadRecordsRequest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ReadRecordsRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *ReadRecordsRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+type ReadRecordsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whole records, in offset order.
+	Records       [][]byte `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRecordsResponse) Reset() {
+	*x = ReadRecordsResponse{}
+	mi := &file_walmq_v1_walmq_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRecordsResponse) ProtoMessage() {}
+
+func (x *ReadRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_walmq_v1_walmq_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRecordsResponse.ProtoReflect.Descriptor instead.
+func (*ReadRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_walmq_v1_walmq_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ReadRecordsResponse) GetRecords() [][]byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
 }
 
 var File_walmq_v1_walmq_proto protoreflect.FileDescriptor
@@ -3609,14 +3849,26 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
 	"\x06leader\x18\x04 \x01(\bR\x06leader\x12%\n" +
-	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"\xba\x01\n" +
+	"\x0eclient_address\x18\x05 \x01(\tR\rclientAddress\"\xcf\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12*\n" +
-	"\amembers\x18\x06 \x03(\v2\x10.walmq.v1.MemberR\amembers\"c\n" +
+	"\amembers\x18\x06 \x03(\v2\x10.walmq.v1.MemberR\amembers\x12C\n" +
+	"\x10damaged_segments\x18\a \x03(\v2\x18.walmq.v1.DamagedSegmentR\x0fdamagedSegments\x12+\n" +
+	"\x11segments_repaired\x18\b \x01(\x04R\x10segmentsRepaired\x12!\n" +
+	"\fscrub_passes\x18\t \x01(\x04R\vscrubPasses\"\xd6\x01\n" +
+	"\x0eDamagedSegment\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x18\n" +
+	"\asegment\x18\x03 \x01(\tR\asegment\x12\x1a\n" +
+	"\bposition\x18\x04 \x01(\x03R\bposition\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12!\n" +
+	"\ffirst_offset\x18\x06 \x01(\x04R\vfirstOffset\x12\x1f\n" +
+	"\vnext_offset\x18\a \x01(\x04R\n" +
+	"nextOffset\"c\n" +
 	"\x11JoinMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1b\n" +
@@ -3650,10 +3902,17 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\x15AnnounceMemberRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0eclient_address\x18\x02 \x01(\tR\rclientAddress\"\x18\n" +
-	"\x16AnnounceMemberResponse*5\n" +
+	"\x16AnnounceMemberResponse\"l\n" +
+	"\x12ReadRecordsRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\x04R\x02to\"/\n" +
+	"\x13ReadRecordsResponse\x12\x18\n" +
+	"\arecords\x18\x01 \x03(\fR\arecords*5\n" +
 	"\aStartAt\x12\x15\n" +
 	"\x11START_AT_EARLIEST\x10\x00\x12\x13\n" +
-	"\x0fSTART_AT_LATEST\x10\x012\xa5\r\n" +
+	"\x0fSTART_AT_LATEST\x10\x012\xf3\r\n" +
 	"\x05Walmq\x12J\n" +
 	"\vCreateTopic\x12\x1c.walmq.v1.CreateTopicRequest\x1a\x1d.walmq.v1.CreateTopicResponse\x12J\n" +
 	"\vUpdateTopic\x12\x1c.walmq.v1.UpdateTopicRequest\x1a\x1d.walmq.v1.UpdateTopicResponse\x12J\n" +
@@ -3682,7 +3941,8 @@ const file_walmq_v1_walmq_proto_rawDesc = "" +
 	"\fRemoveMember\x12\x1d.walmq.v1.RemoveMemberRequest\x1a\x1e.walmq.v1.RemoveMemberResponse\x12S\n" +
 	"\x0eTransferLeader\x12\x1f.walmq.v1.TransferLeaderRequest\x1a .walmq.v1.TransferLeaderResponse\x12A\n" +
 	"\bChecksum\x12\x19.walmq.v1.ChecksumRequest\x1a\x1a.walmq.v1.ChecksumResponse\x12S\n" +
-	"\x0eAnnounceMember\x12\x1f.walmq.v1.AnnounceMemberRequest\x1a .walmq.v1.AnnounceMemberResponseB-Z+github.com/walmq/walmq/api/walmq/v1;walmqv1b\x06proto3"
+	"\x0eAnnounceMember\x12\x1f.walmq.v1.AnnounceMemberRequest\x1a .walmq.v1.AnnounceMemberResponse\x12L\n" +
+	"\vReadRecords\x12\x1c.walmq.v1.ReadRecordsRequest\x1a\x1d.walmq.v1.ReadRecordsResponse0\x01B-Z+github.com/walmq/walmq/api/walmq/v1;walmqv1b\x06proto3"
 
 var (
 	file_walmq_v1_walmq_proto_rawDescOnce sync.Once
@@ -3697,7 +3957,7 @@ func file_walmq_v1_walmq_proto_rawDescGZIP() []byte {
 }
 
 var file_walmq_v1_walmq_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_walmq_v1_walmq_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_walmq_v1_walmq_proto_goTypes = []any{
 	(StartAt)(0),                   // 0: walmq.v1.StartAt
 	(*Header)(nil),                 // 1: walmq.v1.Header
@@ -3749,24 +4009,27 @@ var file_walmq_v1_walmq_proto_goTypes = []any{
 	(*StatusRequest)(nil),          // 47: walmq.v1.StatusRequest
 	(*Member)(nil),                 // 48: walmq.v1.Member
 	(*StatusResponse)(nil),         // 49: walmq.v1.StatusResponse
-	(*JoinMemberRequest)(nil),      // 50: walmq.v1.JoinMemberRequest
-	(*JoinMemberResponse)(nil),     // 51: walmq.v1.JoinMemberResponse
-	(*RemoveMemberRequest)(nil),    // 52: walmq.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),   // 53: walmq.v1.RemoveMemberResponse
-	(*TransferLeaderRequest)(nil),  // 54: walmq.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 55: walmq.v1.TransferLeaderResponse
-	(*ChecksumRequest)(nil),        // 56: walmq.v1.ChecksumRequest
-	(*PartitionChecksum)(nil),      // 57: walmq.v1.PartitionChecksum
-	(*ChecksumResponse)(nil),       // 58: walmq.v1.ChecksumResponse
-	(*AnnounceMemberRequest)(nil),  // 59: walmq.v1.AnnounceMemberRequest
-	(*AnnounceMemberResponse)(nil), // 60: walmq.v1.AnnounceMemberResponse
-	(*durationpb.Duration)(nil),    // 61: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 62: google.protobuf.Timestamp
+	(*DamagedSegment)(nil),         // 50: walmq.v1.DamagedSegment
+	(*JoinMemberRequest)(nil),      // 51: walmq.v1.JoinMemberRequest
+	(*JoinMemberResponse)(nil),     // 52: walmq.v1.JoinMemberResponse
+	(*RemoveMemberRequest)(nil),    // 53: walmq.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 54: walmq.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 55: walmq.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 56: walmq.v1.TransferLeaderResponse
+	(*ChecksumRequest)(nil),        // 57: walmq.v1.ChecksumRequest
+	(*PartitionChecksum)(nil),      // 58: walmq.v1.PartitionChecksum
+	(*ChecksumResponse)(nil),       // 59: walmq.v1.ChecksumResponse
+	(*AnnounceMemberRequest)(nil),  // 60: walmq.v1.AnnounceMemberRequest
+	(*AnnounceMemberResponse)(nil), // 61: walmq.v1.AnnounceMemberResponse
+	(*ReadRecordsRequest)(nil),     // 62: walmq.v1.ReadRecordsRequest
+	(*ReadRecordsResponse)(nil),    // 63: walmq.v1.ReadRecordsResponse
+	(*durationpb.Duration)(nil),    // 64: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 65: google.protobuf.Timestamp
 }
 var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	1,  // 0: walmq.v1.Message.headers:type_name -> walmq.v1.Header
-	61, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
-	61, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
+	64, // 1: walmq.v1.TopicConfig.max_age:type_name -> google.protobuf.Duration
+	64, // 2: walmq.v1.TopicConfig.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 3: walmq.v1.TopicInfo.config:type_name -> walmq.v1.TopicConfig
 	4,  // 4: walmq.v1.TopicInfo.partitions:type_name -> walmq.v1.PartitionInfo
 	3,  // 5: walmq.v1.CreateTopicRequest.config:type_name -> walmq.v1.TopicConfig
@@ -3777,77 +4040,80 @@ var file_walmq_v1_walmq_proto_depIdxs = []int32{
 	17, // 10: walmq.v1.PublishResponse.acks:type_name -> walmq.v1.PublishAck
 	18, // 11: walmq.v1.PublishResponse.ranges:type_name -> walmq.v1.AckRange
 	2,  // 12: walmq.v1.Delivery.message:type_name -> walmq.v1.Message
-	61, // 13: walmq.v1.ReadRequest.wait:type_name -> google.protobuf.Duration
+	64, // 13: walmq.v1.ReadRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 14: walmq.v1.Record.message:type_name -> walmq.v1.Message
 	23, // 15: walmq.v1.ReadResponse.records:type_name -> walmq.v1.Record
-	61, // 16: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
+	64, // 16: walmq.v1.FetchRequest.wait:type_name -> google.protobuf.Duration
 	21, // 17: walmq.v1.FetchResponse.deliveries:type_name -> walmq.v1.Delivery
 	20, // 18: walmq.v1.AckRequest.refs:type_name -> walmq.v1.Ref
 	29, // 19: walmq.v1.AckRequest.offsets:type_name -> walmq.v1.PartitionOffsets
 	20, // 20: walmq.v1.NackRequest.refs:type_name -> walmq.v1.Ref
-	61, // 21: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
+	64, // 21: walmq.v1.NackRequest.delay:type_name -> google.protobuf.Duration
 	20, // 22: walmq.v1.TermRequest.refs:type_name -> walmq.v1.Ref
 	0,  // 23: walmq.v1.GroupConfig.start_at:type_name -> walmq.v1.StartAt
-	61, // 24: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
+	64, // 24: walmq.v1.GroupConfig.ack_wait:type_name -> google.protobuf.Duration
 	35, // 25: walmq.v1.CreateGroupRequest.config:type_name -> walmq.v1.GroupConfig
 	35, // 26: walmq.v1.DescribeGroupResponse.config:type_name -> walmq.v1.GroupConfig
 	43, // 27: walmq.v1.DescribeGroupResponse.partitions:type_name -> walmq.v1.GroupPartition
-	62, // 28: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
+	65, // 28: walmq.v1.ResetGroupRequest.time:type_name -> google.protobuf.Timestamp
 	48, // 29: walmq.v1.StatusResponse.members:type_name -> walmq.v1.Member
-	57, // 30: walmq.v1.ChecksumResponse.partitions:type_name -> walmq.v1.PartitionChecksum
-	6,  // 31: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
-	8,  // 32: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
-	10, // 33: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
-	12, // 34: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
-	14, // 35: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
-	16, // 36: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
-	16, // 37: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
-	25, // 38: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
-	27, // 39: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
-	28, // 40: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
-	31, // 41: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
-	33, // 42: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
-	22, // 43: walmq.v1.Walmq.Read:input_type -> walmq.v1.ReadRequest
-	36, // 44: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
-	38, // 45: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
-	40, // 46: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
-	42, // 47: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
-	45, // 48: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
-	47, // 49: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
-	50, // 50: walmq.v1.Walmq.JoinMember:input_type -> walmq.v1.JoinMemberRequest
-	52, // 51: walmq.v1.Walmq.RemoveMember:input_type -> walmq.v1.RemoveMemberRequest
-	54, // 52: walmq.v1.Walmq.TransferLeader:input_type -> walmq.v1.TransferLeaderRequest
-	56, // 53: walmq.v1.Walmq.Checksum:input_type -> walmq.v1.ChecksumRequest
-	59, // 54: walmq.v1.Walmq.AnnounceMember:input_type -> walmq.v1.AnnounceMemberRequest
-	7,  // 55: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
-	9,  // 56: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
-	11, // 57: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
-	13, // 58: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
-	15, // 59: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
-	19, // 60: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
-	19, // 61: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
-	26, // 62: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
-	26, // 63: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
-	30, // 64: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
-	32, // 65: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
-	34, // 66: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
-	24, // 67: walmq.v1.Walmq.Read:output_type -> walmq.v1.ReadResponse
-	37, // 68: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
-	39, // 69: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
-	41, // 70: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
-	44, // 71: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
-	46, // 72: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
-	49, // 73: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
-	51, // 74: walmq.v1.Walmq.JoinMember:output_type -> walmq.v1.JoinMemberResponse
-	53, // 75: walmq.v1.Walmq.RemoveMember:output_type -> walmq.v1.RemoveMemberResponse
-	55, // 76: walmq.v1.Walmq.TransferLeader:output_type -> walmq.v1.TransferLeaderResponse
-	58, // 77: walmq.v1.Walmq.Checksum:output_type -> walmq.v1.ChecksumResponse
-	60, // 78: walmq.v1.Walmq.AnnounceMember:output_type -> walmq.v1.AnnounceMemberResponse
-	55, // [55:79] is the sub-list for method output_type
-	31, // [31:55] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	50, // 30: walmq.v1.StatusResponse.damaged_segments:type_name -> walmq.v1.DamagedSegment
+	58, // 31: walmq.v1.ChecksumResponse.partitions:type_name -> walmq.v1.PartitionChecksum
+	6,  // 32: walmq.v1.Walmq.CreateTopic:input_type -> walmq.v1.CreateTopicRequest
+	8,  // 33: walmq.v1.Walmq.UpdateTopic:input_type -> walmq.v1.UpdateTopicRequest
+	10, // 34: walmq.v1.Walmq.DeleteTopic:input_type -> walmq.v1.DeleteTopicRequest
+	12, // 35: walmq.v1.Walmq.ListTopics:input_type -> walmq.v1.ListTopicsRequest
+	14, // 36: walmq.v1.Walmq.DescribeTopic:input_type -> walmq.v1.DescribeTopicRequest
+	16, // 37: walmq.v1.Walmq.Publish:input_type -> walmq.v1.PublishRequest
+	16, // 38: walmq.v1.Walmq.PublishStream:input_type -> walmq.v1.PublishRequest
+	25, // 39: walmq.v1.Walmq.Fetch:input_type -> walmq.v1.FetchRequest
+	27, // 40: walmq.v1.Walmq.Subscribe:input_type -> walmq.v1.SubscribeRequest
+	28, // 41: walmq.v1.Walmq.Ack:input_type -> walmq.v1.AckRequest
+	31, // 42: walmq.v1.Walmq.Nack:input_type -> walmq.v1.NackRequest
+	33, // 43: walmq.v1.Walmq.Term:input_type -> walmq.v1.TermRequest
+	22, // 44: walmq.v1.Walmq.Read:input_type -> walmq.v1.ReadRequest
+	36, // 45: walmq.v1.Walmq.CreateGroup:input_type -> walmq.v1.CreateGroupRequest
+	38, // 46: walmq.v1.Walmq.DeleteGroup:input_type -> walmq.v1.DeleteGroupRequest
+	40, // 47: walmq.v1.Walmq.ListGroups:input_type -> walmq.v1.ListGroupsRequest
+	42, // 48: walmq.v1.Walmq.DescribeGroup:input_type -> walmq.v1.DescribeGroupRequest
+	45, // 49: walmq.v1.Walmq.ResetGroup:input_type -> walmq.v1.ResetGroupRequest
+	47, // 50: walmq.v1.Walmq.Status:input_type -> walmq.v1.StatusRequest
+	51, // 51: walmq.v1.Walmq.JoinMember:input_type -> walmq.v1.JoinMemberRequest
+	53, // 52: walmq.v1.Walmq.RemoveMember:input_type -> walmq.v1.RemoveMemberRequest
+	55, // 53: walmq.v1.Walmq.TransferLeader:input_type -> walmq.v1.TransferLeaderRequest
+	57, // 54: walmq.v1.Walmq.Checksum:input_type -> walmq.v1.ChecksumRequest
+	60, // 55: walmq.v1.Walmq.AnnounceMember:input_type -> walmq.v1.AnnounceMemberRequest
+	62, // 56: walmq.v1.Walmq.ReadRecords:input_type -> walmq.v1.ReadRecordsRequest
+	7,  // 57: walmq.v1.Walmq.CreateTopic:output_type -> walmq.v1.CreateTopicResponse
+	9,  // 58: walmq.v1.Walmq.UpdateTopic:output_type -> walmq.v1.UpdateTopicResponse
+	11, // 59: walmq.v1.Walmq.DeleteTopic:output_type -> walmq.v1.DeleteTopicResponse
+	13, // 60: walmq.v1.Walmq.ListTopics:output_type -> walmq.v1.ListTopicsResponse
+	15, // 61: walmq.v1.Walmq.DescribeTopic:output_type -> walmq.v1.DescribeTopicResponse
+	19, // 62: walmq.v1.Walmq.Publish:output_type -> walmq.v1.PublishResponse
+	19, // 63: walmq.v1.Walmq.PublishStream:output_type -> walmq.v1.PublishResponse
+	26, // 64: walmq.v1.Walmq.Fetch:output_type -> walmq.v1.FetchResponse
+	26, // 65: walmq.v1.Walmq.Subscribe:output_type -> walmq.v1.FetchResponse
+	30, // 66: walmq.v1.Walmq.Ack:output_type -> walmq.v1.AckResponse
+	32, // 67: walmq.v1.Walmq.Nack:output_type -> walmq.v1.NackResponse
+	34, // 68: walmq.v1.Walmq.Term:output_type -> walmq.v1.TermResponse
+	24, // 69: walmq.v1.Walmq.Read:output_type -> walmq.v1.ReadResponse
+	37, // 70: walmq.v1.Walmq.CreateGroup:output_type -> walmq.v1.CreateGroupResponse
+	39, // 71: walmq.v1.Walmq.DeleteGroup:output_type -> walmq.v1.DeleteGroupResponse
+	41, // 72: walmq.v1.Walmq.ListGroups:output_type -> walmq.v1.ListGroupsResponse
+	44, // 73: walmq.v1.Walmq.DescribeGroup:output_type -> walmq.v1.DescribeGroupResponse
+	46, // 74: walmq.v1.Walmq.ResetGroup:output_type -> walmq.v1.ResetGroupResponse
+	49, // 75: walmq.v1.Walmq.Status:output_type -> walmq.v1.StatusResponse
+	52, // 76: walmq.v1.Walmq.JoinMember:output_type -> walmq.v1.JoinMemberResponse
+	54, // 77: walmq.v1.Walmq.RemoveMember:output_type -> walmq.v1.RemoveMemberResponse
+	56, // 78: walmq.v1.Walmq.TransferLeader:output_type -> walmq.v1.TransferLeaderResponse
+	59, // 79: walmq.v1.Walmq.Checksum:output_type -> walmq.v1.ChecksumResponse
+	61, // 80: walmq.v1.Walmq.AnnounceMember:output_type -> walmq.v1.AnnounceMemberResponse
+	63, // 81: walmq.v1.Walmq.ReadRecords:output_type -> walmq.v1.ReadRecordsResponse
+	57, // [57:82] is the sub-list for method output_type
+	32, // [32:57] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_walmq_v1_walmq_proto_init() }
@@ -3866,7 +4132,7 @@ func file_walmq_v1_walmq_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_walmq_v1_walmq_proto_rawDesc), len(file_walmq_v1_walmq_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   60,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -46,6 +46,7 @@ const (
 	Walmq_TransferLeader_FullMethodName = "/walmq.v1.Walmq/TransferLeader"
 	Walmq_Checksum_FullMethodName       = "/walmq.v1.Walmq/Checksum"
 	Walmq_AnnounceMember_FullMethodName = "/walmq.v1.Walmq/AnnounceMember"
+	Walmq_ReadRecords_FullMethodName    = "/walmq.v1.Walmq/ReadRecords"
 )
 
 // WalmqClient is the client API for Walmq service.
@@ -103,6 +104,15 @@ type WalmqClient interface {
 	// AnnounceMember records a node's client address in the replicated
 	// state, so that every node can forward to the leader. Nodes call it.
 	AnnounceMember(ctx context.Context, in *AnnounceMemberRequest, opts ...grpc.CallOption) (*AnnounceMemberResponse, error)
+	// ReadRecords streams the raw journal records (the record format of
+	// journal/doc.go, one record per Raft entry) of a partition that hold
+	// offsets in [from, to), from this node's own journal: it is served by
+	// the node asked, never forwarded, and stops at what this node has
+	// applied. Every record is checked (CRC, messages, contiguous offsets)
+	// before it is sent; a damaged one ends the stream with DataLoss, so a
+	// node never ships a record that fails its checks. Nodes call it to
+	// repair a damaged segment of their own from a peer.
+	ReadRecords(ctx context.Context, in *ReadRecordsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadRecordsResponse], error)
 }
 
 type walmqClient struct {
@@ -365,6 +375,25 @@ func (c *walmqClient) AnnounceMember(ctx context.Context, in *AnnounceMemberRequ
 	return out, nil
 }
 
+func (c *walmqClient) ReadRecords(ctx context.Context, in *ReadRecordsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadRecordsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Walmq_ServiceDesc.Streams[2], Walmq_ReadRecords_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReadRecordsRequest, ReadRecordsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Walmq_ReadRecordsClient = grpc.ServerStreamingClient[ReadRecordsResponse]
+
 // WalmqServer is the server API for Walmq service.
 // All implementations must embed UnimplementedWalmqServer
 // for forward compatibility.
@@ -420,6 +449,15 @@ type WalmqServer interface {
 	// AnnounceMember records a node's client address in the replicated
 	// state, so that every node can forward to the leader. Nodes call it.
 	AnnounceMember(context.Context, *AnnounceMemberRequest) (*AnnounceMemberResponse, error)
+	// ReadRecords streams the raw journal records (the record format of
+	// journal/doc.go, one record per Raft entry) of a partition that hold
+	// offsets in [from, to), from this node's own journal: it is served by
+	// the node asked, never forwarded, and stops at what this node has
+	// applied. Every record is checked (CRC, messages, contiguous offsets)
+	// before it is sent; a damaged one ends the stream with DataLoss, so a
+	// node never ships a record that fails its checks. Nodes call it to
+	// repair a damaged segment of their own from a peer.
+	ReadRecords(*ReadRecordsRequest, grpc.ServerStreamingServer[ReadRecordsResponse]) error
 	mustEmbedUnimplementedWalmqServer()
 }
 
@@ -501,6 +539,9 @@ func (UnimplementedWalmqServer) Checksum(context.Context, *ChecksumRequest) (*Ch
 }
 func (UnimplementedWalmqServer) AnnounceMember(context.Context, *AnnounceMemberRequest) (*AnnounceMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AnnounceMember not implemented")
+}
+func (UnimplementedWalmqServer) ReadRecords(*ReadRecordsRequest, grpc.ServerStreamingServer[ReadRecordsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReadRecords not implemented")
 }
 func (UnimplementedWalmqServer) mustEmbedUnimplementedWalmqServer() {}
 func (UnimplementedWalmqServer) testEmbeddedByValue()               {}
@@ -937,6 +978,17 @@ func _Walmq_AnnounceMember_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Walmq_ReadRecords_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReadRecordsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WalmqServer).ReadRecords(m, &grpc.GenericServerStream[ReadRecordsRequest, ReadRecordsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Walmq_ReadRecordsServer = grpc.ServerStreamingServer[ReadRecordsResponse]
+
 // Walmq_ServiceDesc is the grpc.ServiceDesc for Walmq service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1043,6 +1095,11 @@ var Walmq_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Subscribe",
 			Handler:       _Walmq_Subscribe_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ReadRecords",
+			Handler:       _Walmq_ReadRecords_Handler,
 			ServerStreams: true,
 		},
 	},
