@@ -346,6 +346,12 @@ type NodeStatus struct {
 	Term         uint64
 	AppliedIndex uint64
 	Members      []NodeMember
+	// Damaged lists the node's damaged journal segments not yet repaired
+	// (their damaged records are refused); SegmentsRepaired and ScrubPasses
+	// count repairs from peers and complete scrub passes since it started.
+	Damaged          []DamagedSegment
+	SegmentsRepaired uint64
+	ScrubPasses      uint64
 }
 
 // NodeMember is one server of the Raft group: its id, Raft address and
@@ -368,6 +374,11 @@ func (c *Client) Status(ctx context.Context) (NodeStatus, error) {
 		st.Members = append(st.Members, NodeMember{ID: m.GetId(), Address: m.GetAddress(), Suffrage: m.GetSuffrage(), Leader: m.GetLeader(),
 			ClientAddr: m.GetClientAddress()})
 	}
+	for _, d := range r.GetDamagedSegments() {
+		st.Damaged = append(st.Damaged, DamagedSegment{Topic: d.GetTopic(), Partition: int(d.GetPartition()), Segment: d.GetSegment(),
+			Position: d.GetPosition(), Reason: d.GetReason(), First: d.GetFirstOffset(), Next: d.GetNextOffset()})
+	}
+	st.SegmentsRepaired, st.ScrubPasses = r.GetSegmentsRepaired(), r.GetScrubPasses()
 	return st, nil
 }
 

@@ -50,6 +50,12 @@ type Options struct {
 	// NoBootstrap: a new data directory waits to be added to a running
 	// cluster instead of electing itself (see cluster.Config).
 	NoBootstrap bool
+	// ScrubInterval is how often every sealed journal segment is verified
+	// again after the pass that follows Open (default 24 h; negative:
+	// only that pass); ScrubBytesPerSecond bounds the reading (default 64
+	// MiB/s). Damaged segments are repaired from peers (see cluster.Config).
+	ScrubInterval       time.Duration
+	ScrubBytesPerSecond int64
 }
 
 // Peer is one server of a cluster: its node id and Raft address.
@@ -86,20 +92,22 @@ func Open(dir string, opts Options) (*Embedded, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
 	defer cancel()
 	node, err := cluster.Open(ctx, cluster.Config{
-		Dir:               dir,
-		Logger:            opts.Logger,
-		Journal:           journal.Options{SegmentBytes: opts.SegmentBytes, Logger: opts.Logger.Named("journal")},
-		MaxMessageBytes:   opts.MaxMessageBytes,
-		Linger:            opts.Linger,
-		CommitEvery:       opts.CommitEvery,
-		CommitMaxDelay:    opts.CommitMaxDelay,
-		RetentionInterval: opts.RetentionInterval,
-		DefaultGroup:      opts.DefaultGroup.internal(),
-		NodeID:            opts.NodeID,
-		RaftAddr:          opts.RaftAddr,
-		RaftAdvertise:     opts.RaftAdvertise,
-		Peers:             opts.Peers,
-		NoBootstrap:       opts.NoBootstrap,
+		Dir:                 dir,
+		Logger:              opts.Logger,
+		Journal:             journal.Options{SegmentBytes: opts.SegmentBytes, Logger: opts.Logger.Named("journal")},
+		MaxMessageBytes:     opts.MaxMessageBytes,
+		Linger:              opts.Linger,
+		CommitEvery:         opts.CommitEvery,
+		CommitMaxDelay:      opts.CommitMaxDelay,
+		RetentionInterval:   opts.RetentionInterval,
+		DefaultGroup:        opts.DefaultGroup.internal(),
+		NodeID:              opts.NodeID,
+		RaftAddr:            opts.RaftAddr,
+		RaftAdvertise:       opts.RaftAdvertise,
+		Peers:               opts.Peers,
+		NoBootstrap:         opts.NoBootstrap,
+		ScrubInterval:       opts.ScrubInterval,
+		ScrubBytesPerSecond: opts.ScrubBytesPerSecond,
 	})
 	if err != nil {
 		return nil, err

@@ -7,11 +7,15 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/walmq/walmq"
+	"github.com/walmq/walmq/cluster"
+	"github.com/walmq/walmq/journal"
 )
 
 // config is everything a node is started with. It is filled from the
@@ -29,6 +33,9 @@ type config struct {
 	Peers         []walmq.Peer // --peers, WALMQ_PEERS
 	Advertise     string       // --advertise, WALMQ_ADVERTISE: the client address other nodes forward to
 	Join          string       // --join, WALMQ_JOIN: a member's client address to ask to add this node
+
+	SegmentBytes  int64         // --segment-bytes, WALMQ_SEGMENT_BYTES; 0: the journal's default
+	ScrubInterval time.Duration // --scrub-interval, WALMQ_SCRUB_INTERVAL; 0 disables periodic scrubs
 }
 
 // errUsage marks an error in the command line: the usage was printed and
@@ -82,6 +89,8 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		peers    = ""
 		adv      = ""
 		join     = ""
+		segBytes = strconv.Itoa(journal.DefaultSegmentBytes)
+		scrub    = cluster.DefaultScrubInterval.String()
 	)
 	settings := []setting{
 		{"data", "WALMQ_DATA", "data directory", &data},
@@ -94,6 +103,8 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		{"peers", "WALMQ_PEERS", "the voters of a new cluster: id=host:port,... (this node among them)", &peers},
 		{"join", "WALMQ_JOIN", "client address (host:port or unix:///path) of a running cluster's member: a new data directory joins that cluster (as a non-voter that is promoted once it has caught up) instead of starting its own", &join},
 		{"advertise", "WALMQ_ADVERTISE", "client address other nodes forward requests to (default the --listen address, or unix://<socket>)", &adv},
+		{"segment-bytes", "WALMQ_SEGMENT_BYTES", "size in bytes at which a partition's journal segment is sealed; give every node of a cluster the same", &segBytes},
+		{"scrub-interval", "WALMQ_SCRUB_INTERVAL", "how often every sealed segment is verified again after the pass that follows the start (a duration such as 24h; 0 disables the periodic passes); damaged segments are repaired from peers", &scrub},
 	}
 	socketSet := false
 	for _, s := range settings {
@@ -132,6 +143,9 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		NodeID: nodeID, RaftAddr: raftAddr, RaftAdvertise: raftAdv, Advertise: adv, Join: join}
 	err := parsePeers(&cfg, peers)
 	if err == nil {
+		err = parseStorage(&cfg, segBytes, scrub)
+	}
+	if err == nil {
 		err = cfg.validate(logLevel)
 	}
 	if err != nil {
@@ -157,6 +171,20 @@ func (c config) validate(level string) error {
 	case c.Join != "" && c.RaftAddr == "":
 		return errors.New("--join needs --raft-addr (the address the cluster reaches this node's Raft at)")
 	}
+	return nil
+}
+
+// parseStorage parses --segment-bytes and --scrub-interval.
+func parseStorage(cfg *config, segBytes, scrub string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(segBytes), 10, 64)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("invalid --segment-bytes %q: want a positive number of bytes", segBytes)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(scrub))
+	if err != nil || d < 0 {
+		return fmt.Errorf("invalid --scrub-interval %q: want a duration such as 24h, or 0", scrub)
+	}
+	cfg.SegmentBytes, cfg.ScrubInterval = n, d
 	return nil
 }
 

@@ -6,10 +6,13 @@ import (
 	"io"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/walmq/walmq"
+	"github.com/walmq/walmq/cluster"
+	"github.com/walmq/walmq/journal"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -54,6 +57,15 @@ func TestLoadConfig(t *testing.T) {
 		{name: "peer without address", args: []string{"--peers", "node1"}, err: errUsage},
 		{name: "peer with a bad address", args: []string{"--peers", "node1=localhost"}, err: errUsage},
 		{name: "repeated peer", args: []string{"--peers", "node1=127.0.0.1:1,node1=127.0.0.1:2"}, err: errUsage},
+		{name: "storage flags", args: []string{"--segment-bytes", "65536", "--scrub-interval", "1m"},
+			want: config{DataDir: "data", Listen: "127.0.0.1:7420", Socket: "data/walmq.sock", LogLevel: hclog.Info, NodeID: "node1",
+				SegmentBytes: 65536, ScrubInterval: time.Minute}},
+		{name: "storage from the environment, no periodic scrub", env: map[string]string{"WALMQ_SEGMENT_BYTES": "1048576", "WALMQ_SCRUB_INTERVAL": "0"},
+			want: config{DataDir: "data", Listen: "127.0.0.1:7420", Socket: "data/walmq.sock", LogLevel: hclog.Info, NodeID: "node1",
+				SegmentBytes: 1 << 20, ScrubInterval: -1}},
+		{name: "zero segment bytes", args: []string{"--segment-bytes", "0"}, err: errUsage},
+		{name: "segment bytes not a number", args: []string{"--segment-bytes", "64M"}, err: errUsage},
+		{name: "negative scrub interval", args: []string{"--scrub-interval", "-1h"}, err: errUsage},
 		{name: "empty node id", args: []string{"--node-id", ""}, err: errUsage},
 		{name: "argument", args: []string{"serve"}, err: errUsage},
 		{name: "help", args: []string{"-h"}, err: flag.ErrHelp},
@@ -65,6 +77,15 @@ func TestLoadConfig(t *testing.T) {
 					t.Fatalf("error %v, want %v", err, tc.err)
 				}
 				return
+			}
+			if tc.want.SegmentBytes == 0 {
+				tc.want.SegmentBytes = journal.DefaultSegmentBytes
+			}
+			switch tc.want.ScrubInterval {
+			case 0:
+				tc.want.ScrubInterval = cluster.DefaultScrubInterval
+			case -1:
+				tc.want.ScrubInterval = 0 // written as -1 above: "0" given
 			}
 			if err != nil || !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)

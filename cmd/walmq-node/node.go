@@ -52,8 +52,13 @@ func serve(ctx context.Context, cfg config, log hclog.Logger) (err error) {
 		}
 	}()
 
+	scrub := cfg.ScrubInterval
+	if scrub == 0 {
+		scrub = -1 // only the pass after the start
+	}
 	b, err := walmq.Open(cfg.DataDir, walmq.Options{Logger: log, NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
-		RaftAdvertise: cfg.RaftAdvertise, Peers: cfg.Peers, NoBootstrap: cfg.Join != ""})
+		RaftAdvertise: cfg.RaftAdvertise, Peers: cfg.Peers, NoBootstrap: cfg.Join != "",
+		SegmentBytes: cfg.SegmentBytes, ScrubInterval: scrub})
 	if err != nil {
 		return fmt.Errorf("open broker in %s: %w", cfg.DataDir, err)
 	}

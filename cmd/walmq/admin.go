@@ -233,8 +233,22 @@ func status(*flag.FlagSet) func(context.Context, *app, []string) error {
 			tw := table(a.stdout)
 			nodeHeader(tw, st)
 			fmt.Fprintf(tw, "members:\t%d\n", len(st.Members))
+			fmt.Fprintf(tw, "scrub passes:\t%d\n", st.ScrubPasses)
+			fmt.Fprintf(tw, "segments repaired:\t%d\n", st.SegmentsRepaired)
+			fmt.Fprintf(tw, "damaged segments:\t%d\n", len(st.Damaged))
 			if err := tw.Flush(); err != nil {
 				return err
+			}
+			if len(st.Damaged) > 0 {
+				fmt.Fprintln(a.stdout)
+				tw = table(a.stdout)
+				fmt.Fprintln(tw, "TOPIC\tPARTITION\tSEGMENT\tOFFSETS\tPOSITION\tREASON")
+				for _, d := range st.Damaged {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t[%d, %d)\t%d\t%s\n", d.Topic, d.Partition, d.Segment, d.First, d.Next, d.Position, d.Reason)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
 			}
 			if len(st.Members) == 0 {
 				return nil

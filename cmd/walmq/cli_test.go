@@ -282,8 +282,9 @@ func TestStatus(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("status: exit %d: %s", r.Code, r.Stderr)
 	}
-	for _, want := range []string{"node id:        node1", "role:           leader", "leader:         node1", "members:        1"} {
-		if !strings.Contains(r.Stdout, want) {
+	for _, want := range []string{"node id: node1", "role: leader", "leader: node1", "members: 1", "scrub passes: ",
+		"segments repaired: 0", "damaged segments: 0"} {
+		if !strings.Contains(strings.Join(strings.Fields(r.Stdout), " "), want) {
 			t.Fatalf("status lacks %q:\n%s", want, r.Stdout)
 		}
 	}
