@@ -38,6 +38,8 @@ type Result struct {
 	ReplicasEqual bool `json:"replicas_equal"`
 	ReadComplete  bool `json:"read_complete"`
 
+	consumeResult
+
 	// Problems explain every reason the run is invalid, with examples.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -156,6 +158,24 @@ func Check(ops []Op, r FinalRead) Result {
 	add("order: a producer's later value before its earlier one in a partition", order)
 	add("replicas differ", replicaProblems)
 	add("final read incomplete", readProblems)
+	if r.NodeEntries != nil || r.Floors != nil { // absent from runs made before consumers and readers
+		final := map[position]string{}
+		for p, es := range r.Entries {
+			for _, e := range es {
+				final[position{p, e.Offset}] = e.Value
+			}
+		}
+		var cp map[string][]string
+		res.consumeResult, cp = checkConsume(ops, r, final, states)
+		add("nodes differ: a node's replica read back is not the final read", cp["nodes"])
+		add("misdelivered: a delivery's payload is not what its offset holds", cp["misdelivered"])
+		add("failed but delivered to the group", cp["failed-delivered"])
+		add("undelivered: in the final read, never delivered to the group", cp["undelivered"])
+		add("group not drained", cp["drain"])
+		add("ack floor moved back", cp["floor"])
+		add("divergent reads: a node served what is not committed there", cp["reads"])
+		add("flipped bit not detected", cp["flip"])
+	}
 	res.Valid = len(res.Problems) == 0
 	return res
 }
@@ -379,8 +399,20 @@ func WriteSummary(w io.Writer, res Result) {
 		{"misplaced-acks", res.MisplacedAcks, ""},
 		{"corrupt", res.Corrupt, ""},
 		{"order-violations", res.OrderViolations, ""},
-		{"replicas-equal", yes(res.ReplicasEqual), ""},
+		{"replicas-equal", yes(res.ReplicasEqual), "checksums of every node, up to the leader's ends"},
 		{"read-complete", yes(res.ReadComplete), ""},
+		{"nodes-equal", yes(res.NodesEqual), "every node's replica, read back, is the final read"},
+		{"refused-damaged", res.Refused, "partitions a node refused as damaged at the end"},
+		{"fetched", res.Fetched, "values the consumers' group delivered"},
+		{"redelivered", res.Redelivered, "deliveries after a value's first"},
+		{"undelivered", res.Undelivered, "in the final read, never delivered"},
+		{"misdelivered", res.Misdelivered, "delivered at an offset holding something else"},
+		{"group-drained", yes(res.GroupDrained), "the group's ack floor reached every end"},
+		{"floor-regressions", res.FloorRegressions, "the group's ack floor seen moving back"},
+		{"reads-checked", res.ReadsChecked, "messages the readers got from single nodes"},
+		{"divergent-reads", res.DivergentReads, "of those, not what the final read holds"},
+		{"bit-flips", res.BitFlips, "bits flipped in a stopped follower's sealed segments"},
+		{"flips-detected", res.FlipsDetected, "then repaired from peers or reported damaged"},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "  %-18s %8v  %s\n", r.name, r.v, r.note)

@@ -62,6 +62,12 @@ func ephemeralLow() int {
 	return 32768
 }
 
+// The nodes' journal segment size and scrub interval.
+const (
+	segmentBytes  = 16 << 10
+	scrubInterval = 5 * time.Second
+)
+
 // Node states.
 const (
 	running = "running"
@@ -136,7 +142,11 @@ func StartCluster(ctx context.Context, bin, dir string, n int, logf func(string,
 		nd.args = []string{"--node-id", nd.id, "--data", filepath.Join(nd.dir, "data"),
 			"--listen", nd.api, "--socket", "", "--advertise", nd.publicAPI,
 			"--raft-addr", nd.raft, "--raft-advertise", nd.publicRaft,
-			"--peers", strings.Join(peers, ",")}
+			"--peers", strings.Join(peers, ","),
+			// Small segments, so that a run seals many (the bit-flip fault
+			// damages a sealed one), scrubbed often, so that damage is found
+			// and repaired within a run.
+			"--segment-bytes", strconv.Itoa(segmentBytes), "--scrub-interval", scrubInterval.String()}
 		if err := os.MkdirAll(nd.dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -166,17 +176,28 @@ func (c *Cluster) IDs() []string {
 	return ids
 }
 
-// ClientAddrs lists the nodes' client addresses (direct, not proxied),
-// starting with first's.
+// ClientAddrs lists the nodes' public client addresses, starting with
+// first's: the workload's clients reach the nodes through the harness's
+// proxies (the "client" links), which the nemesis can cut.
 func (c *Cluster) ClientAddrs(first string) string {
-	addrs := []string{c.byID[first].api}
+	addrs := []string{c.PublicAddr(first)}
 	for _, nd := range c.nodes {
 		if nd.id != first {
-			addrs = append(addrs, nd.api)
+			addrs = append(addrs, nd.publicAPI)
 		}
 	}
 	return strings.Join(addrs, ",")
 }
+
+// PublicAddr is node id's client address behind the harness's proxies.
+func (c *Cluster) PublicAddr(id string) string { return c.byID[id].publicAPI }
+
+// DataDir is node id's data directory.
+func (c *Cluster) DataDir(id string) string { return filepath.Join(c.byID[id].dir, "data") }
+
+// DirectAddr is node id's own client address: the harness's checks use
+// it, so that no fault of the network stands in their way.
+func (c *Cluster) DirectAddr(id string) string { return c.byID[id].api }
 
 // start starts nd's process; its output is appended to node.log.
 func (c *Cluster) start(nd *node) error {

@@ -16,8 +16,10 @@ func (w testLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestEndToEnd runs the real harness for 10 s: three walmq-node
-// processes, four producers, the leader partitioned and killed.
+// TestEndToEnd runs the real harness for 12 s: three walmq-node
+// processes, four producers, two consumers and the readers; the leader
+// partitioned and killed, a node's unsynced tails lost, a follower's
+// sealed segment damaged.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster for 10 s")
@@ -33,18 +35,20 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 	// Faults of at most 4 s: shorter than the clients' RetryFor (5 s), so
 	// that no publish outlives a fault (see "Known issues" in README.md).
-	cfg := config{Out: dir, Seed: 1, Duration: 10 * time.Second, Faults: []string{"partition-leader", "kill-leader"},
-		MaxFault: 4 * time.Second, Producers: 4}
+	cfg := config{Out: dir, Seed: 1, Duration: 12 * time.Second,
+		Faults:   []string{"partition-leader", "kill-leader", "lose-tail", "flip-bit"},
+		MaxFault: 4 * time.Second, Producers: 4, Consumers: 2, Readers: true}
 	res, err := runHarness(ctx, cfg, testLog{t})
 	if err != nil {
 		t.Fatalf("harness: %v (run directory %s kept)", err, dir)
 	}
-	if !res.Valid || res.Acknowledged == 0 {
+	if !res.Valid || res.Acknowledged == 0 || res.Fetched == 0 || res.ReadsChecked == 0 {
 		var b []byte
 		b, _ = os.ReadFile(dir + "/results.json")
 		t.Fatalf("valid = %v, acknowledged = %d; run directory %s kept; results:\n%s", res.Valid, res.Acknowledged, dir, b)
 	}
-	t.Logf("attempted %d, acknowledged %d, delivered %d, unknown %d", res.Attempted, res.Acknowledged, res.Delivered, res.Unknown)
+	t.Logf("attempted %d, acknowledged %d, delivered %d, unknown %d, fetched %d, reads checked %d, bit flips %d", res.Attempted,
+		res.Acknowledged, res.Delivered, res.Unknown, res.Fetched, res.ReadsChecked, res.BitFlips)
 	os.RemoveAll(dir)
 }
 
@@ -65,7 +69,7 @@ func TestPlantedBugIsCaught(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg := config{Out: dir, Seed: 1, Duration: 5 * time.Second, MaxFault: 4 * time.Second, Producers: 4,
+	cfg := config{Out: dir, Seed: 1, Duration: 5 * time.Second, MaxFault: 4 * time.Second, Producers: 4, Consumers: 1,
 		NodeTags: "walmq_planted_bug"}
 	res, err := runHarness(ctx, cfg, testLog{t})
 	if err != nil {

@@ -25,8 +25,24 @@ type FinalRead struct {
 	// Held per node: how far each partition reaches on it (its end
 	// offset), which must not pass Ends.
 	Held map[string][]uint64 `json:"held"`
+	// NodeEntries: every node's replica of each partition, read from
+	// offset 0 to Ends with Read (served by that node, never forwarded).
+	NodeEntries map[string][][]Entry `json:"node_entries,omitempty"`
+	// Refused counts, per node, the partitions whose Read was refused as
+	// damaged (ErrCorrupt) until the end: refused loudly, not served.
+	Refused map[string]int `json:"refused,omitempty"`
+	// Floors are the consumers' group's ack floors after the drain.
+	Floors []uint64 `json:"floors,omitempty"`
+	// Damage per node at the end: damaged segments not repaired, repairs.
+	Damage map[string]NodeDamage `json:"damage,omitempty"`
 	// Errors: what could not be read.
 	Errors []string `json:"errors,omitempty"`
+}
+
+// NodeDamage is what a node's status says of its journals at the end.
+type NodeDamage struct {
+	Damaged  int    `json:"damaged"`
+	Repaired uint64 `json:"repaired"`
 }
 
 // finalRead reads the topic back from the healthy cluster whose leader is
@@ -36,7 +52,7 @@ func finalRead(ctx context.Context, c *Cluster, leader string, hist *History) Fi
 		Checksums: map[string][]walmq.PartitionChecksum{}, Held: map[string][]uint64{}}
 	fail := func(format string, args ...any) { r.Errors = append(r.Errors, fmt.Sprintf(format, args...)) }
 
-	cl, err := walmq.Dial(ctx, c.byID[leader].api, walmq.DialOptions{RetryFor: 10 * time.Second})
+	cl, err := walmq.Dial(ctx, c.DirectAddr(leader), walmq.DialOptions{RetryFor: 10 * time.Second})
 	if err != nil {
 		fail("dial %s: %v", leader, err)
 		return r
@@ -48,6 +64,29 @@ func finalRead(ctx context.Context, c *Cluster, leader string, hist *History) Fi
 	for p, es := range r.Entries {
 		hist.Add(Op{Process: "reader", Node: leader, Type: Invoke, F: FRead, Partition: intPtr(p)})
 		hist.Add(Op{Process: "reader", Node: leader, Type: OK, F: FRead, Partition: intPtr(p), Read: es})
+	}
+	if err := drain(ctx, cl, r.Ends, hist, leader); err != nil {
+		fail("drain of group %s through %s: %v", consumeGroup, leader, err)
+	}
+	r.Floors = describeGroup(ctx, cl, hist, "final", leader)
+	r.NodeEntries, r.Refused = map[string][][]Entry{}, map[string]int{}
+	for _, id := range c.IDs() {
+		es, refused, err := readNode(ctx, c.admin[id], r.Ends)
+		if err != nil {
+			fail("read of %s's replica: %v", id, err)
+		}
+		r.NodeEntries[id] = es
+		if refused > 0 {
+			r.Refused[id] = refused
+		}
+	}
+	r.Damage = map[string]NodeDamage{}
+	for _, id := range c.IDs() {
+		if st, err := c.status(ctx, id); err == nil {
+			r.Damage[id] = NodeDamage{Damaged: len(st.Damaged), Repaired: st.SegmentsRepaired}
+		} else {
+			fail("status of %s: %v", id, err)
+		}
 	}
 
 	// Every replica, up to the leader's ends: each node waits until it
@@ -142,4 +181,73 @@ func readAll(ctx context.Context, cl *walmq.Client, r *FinalRead) error {
 		slices.SortFunc(es, func(a, b Entry) int { return cmp.Compare(a.Offset, b.Offset) })
 	}
 	return nil
+}
+
+// drain fetches and acks the consumers' group through cl until its ack
+// floor reaches ends on every partition, recording the fetches and acks
+// as ops of the process "drain".
+func drain(ctx context.Context, cl *walmq.Client, ends []uint64, hist *History, leader string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	d := &consumer{name: "drain", node: leader, client: cl, hist: hist}
+	for ctx.Err() == nil {
+		ds, ok := d.fetch(ctx, 1000, 500*time.Millisecond)
+		if ok && len(ds) > 0 {
+			d.ack(ctx, ds)
+			continue
+		}
+		dctx, dcancel := context.WithTimeout(ctx, callTimeout)
+		gi, err := cl.DescribeGroup(dctx, topic, consumeGroup)
+		dcancel()
+		if err != nil {
+			continue
+		}
+		done := true
+		for _, p := range gi.Partitions {
+			done = done && p.Partition < len(ends) && p.AckFloor >= ends[p.Partition]
+		}
+		if done {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// readNode reads every partition of the node cl talks to from offset 0 to
+// ends, with Read (its own replica). A partition refused as damaged
+// (ErrCorrupt) is retried for a while (the node repairs it from a peer);
+// refused counts those still refused at the end.
+func readNode(ctx context.Context, cl *walmq.Client, ends []uint64) (out [][]Entry, refused int, err error) {
+	out = make([][]Entry, len(ends))
+	for p, end := range ends {
+		deadline := time.Now().Add(30 * time.Second)
+		for off := uint64(0); off < end; {
+			rctx, cancel := context.WithTimeout(ctx, callTimeout)
+			res, rerr := cl.Read(rctx, topic, p, off, 1000, 2*time.Second)
+			cancel()
+			if rerr != nil {
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					if errors.Is(rerr, walmq.ErrCorrupt) {
+						refused++
+						break
+					}
+					return out, refused, fmt.Errorf("partition %d from %d: %w", p, off, rerr)
+				}
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			for _, rec := range res.Records {
+				if rec.Offset >= end {
+					break
+				}
+				out[p] = append(out[p], Entry{Offset: rec.Offset, Value: string(rec.Payload)})
+			}
+			if len(res.Records) > 0 {
+				off = res.Records[len(res.Records)-1].Offset + 1
+			} else if time.Now().After(deadline) || ctx.Err() != nil {
+				return out, refused, fmt.Errorf("partition %d: holds up to offset %d, not %d (%s)", p, res.NextOffset, end, res.NodeID)
+			}
+		}
+	}
+	return out, refused, nil
 }

@@ -23,15 +23,20 @@ const (
 // Op functions besides the nemesis's (whose f is the fault's name, or
 // "heal", "restart", "resume").
 const (
-	FPublish = "publish"
-	FRead    = "read"
+	FPublish  = "publish"
+	FRead     = "read"     // the final read of a partition through the leader
+	FFetch    = "fetch"    // a consumer's fetch from the group
+	FAck      = "ack"      // a consumer's ack of the messages it fetched
+	FDescribe = "describe" // the group's ack floors, per partition
+	FReadAt   = "read-at"  // a reader's Read of one node's replica from an offset
+	FNodeRead = "node-read"
 )
 
 // Op is one line of the history.
 type Op struct {
 	Index   int    `json:"index"`
 	Time    int64  `json:"time"`    // ns since the start of the run
-	Process string `json:"process"` // "p0".. for producers, "nemesis", "reader"
+	Process string `json:"process"` // "p0".. producers, "c0".. consumers, "r-n1".. readers, "g", "nemesis", "reader", "drain"
 	Node    string `json:"node,omitempty"`
 	Type    string `json:"type"`
 	F       string `json:"f"`
@@ -43,6 +48,19 @@ type Op struct {
 	Offset    *uint64 `json:"offset,omitempty"`
 	Duplicate bool    `json:"duplicate,omitempty"` // the ack was a dedup hit
 	Read      []Entry `json:"read,omitempty"`      // a read's messages, in offset order
+	// Msgs are the messages a fetch delivered, an ack settled or a
+	// read-at returned; Floors a describe's ack floor per partition.
+	Msgs   []Msg    `json:"msgs,omitempty"`
+	Floors []uint64 `json:"floors,omitempty"`
+}
+
+// Msg is a message a client saw: partition, offset, payload and, for a
+// fetch, its delivery count.
+type Msg struct {
+	P int    `json:"p"`
+	O uint64 `json:"o"`
+	V string `json:"v"`
+	D uint32 `json:"d,omitempty"`
 }
 
 // Entry is one message of a final read.
@@ -113,6 +131,16 @@ func (h *History) Ops() []Op {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]Op(nil), h.ops...)
+}
+
+// Flush writes what is buffered to the file.
+func (h *History) Flush() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err == nil {
+		h.err = h.w.Flush()
+	}
+	return h.err
 }
 
 // Close flushes and closes the file.

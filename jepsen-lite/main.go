@@ -36,6 +36,8 @@ type config struct {
 	Faults    []string      `json:"faults"`
 	MaxFault  time.Duration `json:"max_fault"`
 	Producers int           `json:"producers"`
+	Consumers int           `json:"consumers"`
+	Readers   bool          `json:"readers"`
 	NodeBin   string        `json:"-"`
 	NodeTags  string        `json:"node_tags,omitempty"`
 	Check     string        `json:"-"`
@@ -93,6 +95,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&faults, "faults", strings.Join(allFaults, ","), "comma-separated faults: "+strings.Join(allFaults, ", ")+` ("" for none)`)
 	fs.DurationVar(&cfg.MaxFault, "max-fault", 8*time.Second, "the longest a fault lasts (each lasts 2 s to this)")
 	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
+	fs.IntVar(&cfg.Consumers, "consumers", 2, "members of the consumer group that fetch and ack (0: none; the group is drained at the end all the same)")
+	fs.BoolVar(&cfg.Readers, "readers", true, "one reader per node, reading that node's replica from random offsets")
 	fs.StringVar(&cfg.NodeBin, "node-bin", "", "a walmq-node binary to run (default: build ./cmd/walmq-node)")
 	fs.StringVar(&cfg.NodeTags, "node-tags", "", `build tags for walmq-node, e.g. "walmq_planted_bug" (a node with a planted bug, to see the checker fail)`)
 	fs.StringVar(&cfg.Check, "check", "", "only check the run in this directory again (its history.jsonl and final.json)")
@@ -108,8 +112,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintf(stderr, "jepsen-lite: %v\n", err)
 		return cfg, err
 	}
-	if cfg.Producers < 1 || cfg.Duration <= 0 || cfg.MaxFault < minHold {
-		fmt.Fprintf(stderr, "jepsen-lite: --producers and --duration must be positive, --max-fault at least %v\n", minHold)
+	if cfg.Producers < 1 || cfg.Consumers < 0 || cfg.Duration <= 0 || cfg.MaxFault < minHold {
+		fmt.Fprintf(stderr, "jepsen-lite: --producers and --duration must be positive, --consumers not negative, --max-fault at least %v\n", minHold)
 		return cfg, errors.New("usage")
 	}
 	if cfg.Seed == 0 {
@@ -142,8 +146,8 @@ func runHarness(ctx context.Context, cfg config, logw io.Writer) (Result, error)
 	if entries, _ := os.ReadDir(cfg.Out); len(entries) > 0 {
 		return Result{}, fmt.Errorf("run directory %s is not empty", cfg.Out)
 	}
-	logf("run directory %s, seed %d, %v, faults %s (2 s to %v each), %d producers", cfg.Out, cfg.Seed, cfg.Duration,
-		strings.Join(cfg.Faults, ","), cfg.MaxFault, cfg.Producers)
+	logf("run directory %s, seed %d, %v, faults %s (2 s to %v each), %d producers, %d consumers, readers %v", cfg.Out, cfg.Seed,
+		cfg.Duration, strings.Join(cfg.Faults, ","), cfg.MaxFault, cfg.Producers, cfg.Consumers, cfg.Readers)
 
 	bin := cfg.NodeBin
 	if bin == "" {
@@ -174,30 +178,65 @@ func runHarness(ctx context.Context, cfg config, logw io.Writer) (Result, error)
 		return Result{}, err
 	}
 
-	var producers []*producer
+	// The workload: every client but the readers' is given all three
+	// public addresses, its home node first; homes rotate so that clients
+	// talk to different nodes.
+	var clients []*walmq.Client
 	defer func() {
-		for _, p := range producers {
-			p.client.Close()
+		for _, cl := range clients {
+			cl.Close()
 		}
 	}()
+	dial := func(addrs string, retryFor time.Duration) (*walmq.Client, error) {
+		cl, err := walmq.Dial(ctx, addrs, walmq.DialOptions{RetryFor: retryFor})
+		if err == nil {
+			clients = append(clients, cl)
+		}
+		return cl, err
+	}
+	ids := c.IDs()
+	var runners []func(context.Context, <-chan struct{})
 	for i := range cfg.Producers {
-		home := c.IDs()[i%len(c.IDs())]
-		cl, err := walmq.Dial(ctx, c.ClientAddrs(home), walmq.DialOptions{RetryFor: 5 * time.Second})
+		home := ids[i%len(ids)]
+		cl, err := dial(c.ClientAddrs(home), 5*time.Second)
 		if err != nil {
 			return Result{}, fmt.Errorf("producer %d: %w", i, err)
 		}
-		producers = append(producers, &producer{name: fmt.Sprintf("p%d", i), node: home, client: cl, hist: hist})
+		runners = append(runners, (&producer{name: fmt.Sprintf("p%d", i), node: home, client: cl, hist: hist}).run)
+	}
+	for i := range cfg.Consumers {
+		home := ids[(i+1)%len(ids)]
+		cl, err := dial(c.ClientAddrs(home), 5*time.Second)
+		if err != nil {
+			return Result{}, fmt.Errorf("consumer %d: %w", i, err)
+		}
+		runners = append(runners, (&consumer{name: fmt.Sprintf("c%d", i), node: home, client: cl, hist: hist,
+			rng: rand.New(rand.NewSource(cfg.Seed + int64(1000+i)))}).run)
+	}
+	cl, err := dial(c.ClientAddrs(ids[len(ids)-1]), 5*time.Second)
+	if err != nil {
+		return Result{}, fmt.Errorf("sampler: %w", err)
+	}
+	runners = append(runners, (&sampler{client: cl, hist: hist}).run)
+	if cfg.Readers {
+		for i, id := range ids {
+			cl, err := dial(c.PublicAddr(id), -1) // that node alone: no retries elsewhere
+			if err != nil {
+				return Result{}, fmt.Errorf("reader of %s: %w", id, err)
+			}
+			runners = append(runners, (&reader{node: id, client: cl, hist: hist, rng: rand.New(rand.NewSource(cfg.Seed + int64(2000+i)))}).run)
+		}
 	}
 
 	logf("running for %v", cfg.Duration)
 	end := time.Now().Add(cfg.Duration)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, p := range producers {
+	for _, run := range runners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.run(ctx, stop)
+			run(ctx, stop)
 		}()
 	}
 	nem := &nemesis{c: c, hist: hist, rng: rand.New(rand.NewSource(cfg.Seed)), faults: cfg.Faults,
@@ -239,7 +278,7 @@ func runHarness(ctx context.Context, cfg config, logw io.Writer) (Result, error)
 		res.Valid = false
 	}
 	rep := report{Config: cfg, Result: res, Crashes: crashes, Unattributed: c.net.Unattributed()}
-	if err := errors.Join(writeJSON(filepath.Join(cfg.Out, "final.json"), final),
+	if err := errors.Join(hist.Flush(), writeJSON(filepath.Join(cfg.Out, "final.json"), final),
 		writeJSON(filepath.Join(cfg.Out, "results.json"), rep)); err != nil {
 		return res, err
 	}
@@ -250,7 +289,8 @@ func runHarness(ctx context.Context, cfg config, logw io.Writer) (Result, error)
 	return res, nil
 }
 
-// setup creates the topic and the consumer group of the final read.
+// setup creates the topic, the consumers' group and the group of the
+// final read.
 func setup(ctx context.Context, c *Cluster) error {
 	cl, err := walmq.Dial(ctx, c.ClientAddrs(c.IDs()[0]), walmq.DialOptions{RetryFor: 10 * time.Second})
 	if err != nil {
@@ -263,6 +303,9 @@ func setup(ctx context.Context, c *Cluster) error {
 		return fmt.Errorf("create topic: %w", err)
 	}
 	if err := cl.CreateGroup(ctx, topic, checkGroup, walmq.GroupConfig{StartAt: walmq.StartEarliest, AckWait: time.Hour, MaxDeliver: -1}); err != nil {
+		return fmt.Errorf("create group: %w", err)
+	}
+	if err := cl.CreateGroup(ctx, topic, consumeGroup, walmq.GroupConfig{StartAt: walmq.StartEarliest, AckWait: consumeAckWait, MaxDeliver: -1}); err != nil {
 		return fmt.Errorf("create group: %w", err)
 	}
 	return nil

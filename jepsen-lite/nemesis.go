@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"sort"
@@ -11,8 +12,8 @@ import (
 
 // The faults the nemesis knows.
 var allFaults = []string{"partition-leader", "partition-follower", "partition-bridge", "partition-one-way",
-	"kill-leader", "kill-follower", "pause-leader", "pause-follower", "slow-network",
-	"pause-then-kill-leader", "partition-then-kill-leader"}
+	"partition-clients-leader", "kill-leader", "kill-follower", "kill-all", "pause-leader", "pause-follower",
+	"slow-network", "lossy-network", "pause-then-kill-leader", "partition-then-kill-leader", "lose-tail", "flip-bit"}
 
 // parseFaults checks a comma-separated list of faults.
 func parseFaults(s string) ([]string, error) {
@@ -144,6 +145,87 @@ func (n *nemesis) inject(ctx context.Context, fault string, pick int, hold time.
 			n.repair("heal", leader, "healed all links", func() error { n.c.net.HealAll(); return nil })
 			n.repair("restart", leader, "restarted "+leader, func() error { return n.c.Restart(leader) })
 		}
+	case fault == "kill-all":
+		// Every node at once, as a power cut would: each restarts from what
+		// its disk holds.
+		var down []string
+		for _, id := range n.c.IDs() {
+			if n.c.State(id) == running && n.c.Kill(id) == nil {
+				down = append(down, id)
+			}
+		}
+		if len(down) == 0 {
+			n.done(fault, "", Info, "", "no node could be killed")
+			return nil
+		}
+		n.done(fault, "", OK, "killed "+strings.Join(down, ", "), "")
+		return func() {
+			for _, id := range down {
+				n.repair("restart", id, "restarted "+id, func() error { return n.c.Restart(id) })
+			}
+		}
+	case fault == "lose-tail":
+		// A node (any: pick) killed, then its journals lose what they do not
+		// guarantee to hold (see disk.go), as after a power cut.
+		target = n.c.IDs()[pick%len(n.c.IDs())]
+		if err := n.c.Kill(target); err != nil {
+			n.done(fault, target, Info, "", err.Error())
+			return nil
+		}
+		n.done(fault, target, OK, "killed "+target+" (leader "+leader+")", "")
+		n.hist.Add(Op{Process: "nemesis", Node: target, Type: Invoke, F: "lose-unsynced"})
+		if what, err := loseUnsyncedTails(n.c.DataDir(target), n.rng); err != nil {
+			n.done("lose-unsynced", target, Info, what, err.Error())
+		} else {
+			n.done("lose-unsynced", target, OK, what, "")
+		}
+		return func() { n.repair("restart", target, "restarted "+target, func() error { return n.c.Restart(target) }) }
+	case fault == "flip-bit":
+		// A follower (a minority) stopped, a bit of one of its sealed
+		// segments flipped, then restarted: it must find the damage and
+		// repair the segment from its peers (or refuse it), never serve it.
+		target = n.follower(leader, pick)
+		if err := n.c.Kill(target); err != nil {
+			n.done(fault, target, Info, "", err.Error())
+			return nil
+		}
+		n.done(fault, target, OK, "killed "+target+" (leader "+leader+")", "")
+		n.hist.Add(Op{Process: "nemesis", Node: target, Type: Invoke, F: "flip"})
+		what, err := flipSealedBit(n.c.DataDir(target), n.rng)
+		flipped := err == nil
+		switch {
+		case errors.Is(err, errNoSealedSegment):
+			n.done("flip", target, Fail, "", err.Error())
+		case err != nil:
+			n.done("flip", target, Info, "", err.Error())
+		default:
+			n.done("flip", target, OK, what, "")
+		}
+		return func() {
+			n.repair("restart", target, "restarted "+target, func() error { return n.c.Restart(target) })
+			if flipped {
+				n.awaitRepair(ctx, target)
+			}
+		}
+	case fault == "partition-clients-leader":
+		// The clients cannot reach the leader (their connections to it hang);
+		// the nodes still can: the clients go through the followers.
+		n.c.net.Cut(clientName, leader)
+		n.done(fault, leader, OK, "cut every client's link to "+leader+" (leader)", "")
+		return func() { n.repair("heal", leader, "healed all links", func() error { n.c.net.HealAll(); return nil }) }
+	case fault == "lossy-network":
+		// Every link between nodes loses 5 to 30% of its chunks, each then
+		// late by a retransmission timeout of 200 ms.
+		prob := float64(5+pick%26) / 100
+		for _, a := range n.c.IDs() {
+			for _, b := range n.c.IDs() {
+				if a != b {
+					n.c.net.Loss(a, b, prob, 200*time.Millisecond)
+				}
+			}
+		}
+		n.done(fault, "", OK, fmt.Sprintf("every link loses %.0f%% of its chunks (200 ms to retransmit)", prob*100), "")
+		return func() { n.repair("heal", "", "removed the loss", func() error { n.c.net.HealAll(); return nil }) }
 	case fault == "partition-bridge":
 		// The leader and one follower cannot see each other; the other
 		// follower sees both (Jepsen's bridge).
@@ -193,6 +275,31 @@ func (n *nemesis) inject(ctx context.Context, fault string, pick int, hold time.
 		return func() { n.repair("resume", target, "resumed "+target, func() error { return n.c.Resume(target) }) }
 	}
 	panic("unknown fault " + fault)
+}
+
+// awaitRepair waits until node id, restarted over a flipped bit, reports
+// a repaired segment (within 20 s) or else lists the damage (it refuses
+// the damaged records), and records which as the op "detect" (info if
+// neither).
+func (n *nemesis) awaitRepair(ctx context.Context, id string) {
+	n.hist.Add(Op{Process: "nemesis", Node: id, Type: Invoke, F: "detect"})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := n.c.status(ctx, id)
+		switch {
+		case err == nil && st.SegmentsRepaired > 0:
+			n.done("detect", id, OK, fmt.Sprintf("repaired %d segment(s) from peers (%d scrub passes)", st.SegmentsRepaired, st.ScrubPasses), "")
+			return
+		case err == nil && len(st.Damaged) > 0 && time.Now().After(deadline):
+			d := st.Damaged[0]
+			n.done("detect", id, OK, fmt.Sprintf("refusing damaged %s/%d %s: %s", d.Topic, d.Partition, d.Segment, d.Reason), "")
+			return
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			n.done("detect", id, Info, "", "neither a repair nor damage reported within 20 s")
+			return
+		}
+		pause(ctx, 200*time.Millisecond)
+	}
 }
 
 // follower picks a node other than leader.

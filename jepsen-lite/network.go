@@ -169,6 +169,12 @@ func (n *Net) Delay(from, to string, d time.Duration) {
 	n.each(from, to, func(p *Proxy) { p.Delay(d) })
 }
 
+// Loss makes the traffic of the link from -> to, in each direction, lose
+// a chunk with probability prob, which then arrives rto late.
+func (n *Net) Loss(from, to string, prob float64, rto time.Duration) {
+	n.each(from, to, func(p *Proxy) { p.Loss(prob, rto) })
+}
+
 // Isolate cuts every link between id and the other nodes, both ways.
 // Clients still reach it.
 func (n *Net) Isolate(id string) {
@@ -180,11 +186,12 @@ func (n *Net) Isolate(id string) {
 	}
 }
 
-// HealAll heals every link and removes every delay.
+// HealAll heals every link and removes every delay and loss.
 func (n *Net) HealAll() {
 	for _, p := range n.links {
 		p.Heal()
 		p.Delay(0)
+		p.Loss(0, 0)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -10,7 +11,8 @@ import (
 // into them: Cut closes the connections it carries and holds new ones
 // (accepted, never forwarded: to the dialer the network is silent) until
 // Heal; Delay holds every chunk of bytes, in each direction, for a while
-// before passing it on.
+// before passing it on; Loss makes some chunks late by a retransmission
+// timeout, which is what a lost packet costs a TCP connection.
 //
 // A Proxy either serves its own listener (ListenProxy) or is handed
 // connections someone else accepted (Handle).
@@ -21,6 +23,8 @@ type Proxy struct {
 	mu      sync.Mutex
 	cut     bool
 	delay   time.Duration
+	loss    float64       // probability that a chunk is "lost"
+	rto     time.Duration // what a lost chunk waits
 	closed  bool
 	live    map[*session]struct{} // connections being forwarded
 	held    map[net.Conn]struct{} // connections accepted while cut
@@ -117,6 +121,17 @@ func (p *Proxy) Delay(d time.Duration) {
 	p.mu.Unlock()
 }
 
+// Loss makes each chunk of bytes, in each direction, "lost" with
+// probability p (0: none): it and everything behind it on that connection
+// wait rto more, as a TCP stream waits for the retransmission of a lost
+// segment. (A proxy between two TCP connections cannot lose bytes: the
+// kernels would retransmit them; this is what the loss costs the ends.)
+func (p *Proxy) Loss(prob float64, rto time.Duration) {
+	p.mu.Lock()
+	p.loss, p.rto = prob, rto
+	p.mu.Unlock()
+}
+
 // IsCut reports whether the proxy is cut.
 func (p *Proxy) IsCut() bool {
 	p.mu.Lock()
@@ -124,10 +139,16 @@ func (p *Proxy) IsCut() bool {
 	return p.cut
 }
 
+// currentDelay is how long a chunk read now waits: the delay, plus the
+// retransmission timeout if it is lost.
 func (p *Proxy) currentDelay() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.delay
+	d := p.delay
+	if p.loss > 0 && rand.Float64() < p.loss {
+		d += p.rto
+	}
+	return d
 }
 
 // Close stops the listener, closes every connection and waits for the
@@ -235,9 +256,14 @@ func (p *Proxy) pipe(s *session, dst, src net.Conn) {
 		for range chunks { // wait for the reader to end
 		}
 	}()
+	var late time.Time // when the last chunk was passed on: order is kept
 	for c := range chunks {
 		if d := p.currentDelay(); d > 0 {
-			if wait := time.Until(c.at.Add(d)); wait > 0 {
+			due := c.at.Add(d)
+			if due.Before(late) {
+				due = late
+			}
+			if wait := time.Until(due); wait > 0 {
 				t := time.NewTimer(wait)
 				select {
 				case <-t.C:
@@ -250,5 +276,6 @@ func (p *Proxy) pipe(s *session, dst, src net.Conn) {
 		if _, err := dst.Write(c.b); err != nil {
 			return
 		}
+		late = time.Now()
 	}
 }

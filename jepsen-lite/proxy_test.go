@@ -162,6 +162,40 @@ func TestProxyDelay(t *testing.T) {
 	}
 }
 
+func TestProxyLoss(t *testing.T) {
+	noLeaks(t)
+	p, err := ListenProxy("127.0.0.1:0", echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := dial(t, p.Addr())
+	if err := roundTrip(c, "warm", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Every chunk lost: each round trip waits the timeout twice, and the
+	// bytes still arrive, in order.
+	const rto = 80 * time.Millisecond
+	p.Loss(1, rto)
+	for _, msg := range []string{"one", "two"} {
+		start := time.Now()
+		if err := roundTrip(c, msg, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if rtt := time.Since(start); rtt < 2*rto {
+			t.Fatalf("round trip with every chunk lost (rto %v) took %v", rto, rtt)
+		}
+	}
+	p.Loss(0, 0)
+	start := time.Now()
+	if err := roundTrip(c, "fast", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if rtt := time.Since(start); rtt >= rto {
+		t.Fatalf("round trip without loss took %v", rtt)
+	}
+}
+
 func TestProxyTargetDown(t *testing.T) {
 	noLeaks(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -57,6 +57,13 @@ func (w FaultWindow) Label() string {
 	return s
 }
 
+// isFaultStep reports whether f is a later step of a fault: the kill of
+// a composite, the damage done to a killed node's files, or the check that
+// a flipped bit was found.
+func isFaultStep(f string) bool {
+	return f == "kill" || f == "lose-unsynced" || f == "flip" || f == "detect"
+}
+
 // isNemesisRepair reports whether f is a nemesis op that repairs a fault.
 func isNemesisRepair(f string) bool { return f == "heal" || f == "restart" || f == "resume" }
 
@@ -118,7 +125,7 @@ func FaultWindows(ops []Op) []FaultWindow {
 			if op.Type != Invoke {
 				finish(op.Time, false)
 			}
-		case isNemesisRepair(op.F) || op.F == "kill":
+		case isNemesisRepair(op.F) || isFaultStep(op.F):
 			if cur == nil {
 				continue
 			}
