@@ -691,8 +691,11 @@ var idempotent = map[string]bool{
 
 // retryInterceptor repeats a unary call, for up to retryFor, when the
 // cluster has no leader (the call was refused: nothing happened), and an
-// idempotent call also when its node went away. Publish has its own loop
-// (Client.publishRetry); Status and the per-node calls are not repeated.
+// idempotent call also when its node went away or its outcome is unknown
+// (ErrTimeout: e.g. the leader a follower forwarded it to stopped leading;
+// a timeout of the caller's own context is not repeated). Publish has its
+// own loop (Client.publishRetry); Status and the per-node calls are not
+// repeated.
 func retryInterceptor(retryFor time.Duration, refused func()) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if retryFor <= 0 || method == pb.Walmq_Publish_FullMethodName || method == pb.Walmq_Status_FullMethodName ||
@@ -713,7 +716,8 @@ func retryInterceptor(retryFor time.Duration, refused func()) grpc.UnaryClientIn
 			if errors.Is(werr, ErrNotLeader) {
 				refused()
 			}
-			again := errors.Is(werr, ErrNotLeader) || (idempotent[method] && errors.Is(werr, transport.ErrUnavailable))
+			again := errors.Is(werr, ErrNotLeader) ||
+				(idempotent[method] && (errors.Is(werr, transport.ErrUnavailable) || errors.Is(werr, ErrTimeout)))
 			if !again || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
 				return err
 			}

@@ -105,6 +105,7 @@ func (n *Node) watchLeadership() {
 				n.health.set(d.PeerID, false)
 			case raft.LeaderObservation:
 				n.health.clear()
+				n.leaderWatch.leaderChanged()
 			}
 			continue
 		case <-n.raft.LeaderCh():

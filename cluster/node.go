@@ -226,6 +226,8 @@ type Node struct {
 	readyMu sync.Mutex
 	readyCh chan struct{}
 	health  peerHealth
+	// leaderWatch signals WatchLeader's subscribers on a leader change.
+	leaderWatch leaderWatchers
 
 	mu       sync.Mutex
 	batchers map[partKey]*batcher

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/walmq/walmq/api/walmq/v1"
 	"github.com/walmq/walmq/cluster"
@@ -77,7 +79,7 @@ func forwarded(ctx context.Context) bool {
 // when this node is a follower and the request must go to the leader; a
 // nil client when the request is served here (this node leads, or the
 // request was already forwarded once: then it is refused here if this
-// node does not lead).
+// node does not lead). The context names the leader (whileLeader).
 func (s *Server) leader(ctx context.Context) (pb.WalmqClient, context.Context, error) {
 	if s.node.IsLeader() || forwarded(ctx) {
 		return nil, ctx, nil
@@ -95,7 +97,76 @@ func (s *Server) leader(ctx context.Context) (pb.WalmqClient, context.Context, e
 	if err != nil {
 		return nil, ctx, err
 	}
+	ctx = context.WithValue(ctx, forwardedToKey{}, id)
 	return c, metadata.AppendToOutgoingContext(ctx, forwardedKey, s.node.NodeID()), nil
+}
+
+// forwardedToKey is the context key of the leader id a call is forwarded
+// to.
+type forwardedToKey struct{}
+
+// errStoppedLeading is why a forwarded call was cut short: the leader it
+// went to is no longer the one this node follows. The leader may have
+// stored the write before it lost touch, so its outcome is unknown.
+type errStoppedLeading struct{ id string }
+
+func (e errStoppedLeading) Error() string {
+	return fmt.Sprintf("forwarded to %s, which stopped leading", e.id)
+}
+
+// whileLeader derives the context of a call forwarded to the leader named
+// in ctx (by leader): it is canceled, with errStoppedLeading as its cause,
+// as soon as this node observes another leader or none, so that a call to
+// a leader that was paused or cut off ends when the others elect a new one
+// rather than at the client's deadline. stop releases it (and its
+// goroutine, which also ends with ctx).
+func (s *Server) whileLeader(ctx context.Context) (context.Context, func()) {
+	id, _ := ctx.Value(forwardedToKey{}).(string)
+	ctx, cancel := context.WithCancelCause(ctx)
+	if id == "" {
+		return ctx, func() { cancel(nil) }
+	}
+	changed, unwatch := s.node.WatchLeader()
+	// Read the leader after subscribing: a change since leader() read it
+	// is seen here, a later one is signalled.
+	if cur, _ := s.node.LeaderClientAddr(); cur != id {
+		unwatch()
+		cancel(errStoppedLeading{id})
+		return ctx, func() { cancel(nil) }
+	}
+	go func() {
+		defer unwatch()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				if cur, _ := s.node.LeaderClientAddr(); cur != id {
+					cancel(errStoppedLeading{id})
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// leaderLost turns the error of a call made under fctx (from whileLeader
+// on ctx) into an unknown outcome when the call failed because its leader
+// stopped leading: ErrTimeout, DeadlineExceeded on the wire, which clients
+// may retry (a publish with message ids, an idempotent call). It is not
+// ErrNotLeader: that says nothing was stored, and the old leader may have
+// committed the write before it lost touch. Any other error, or one after
+// ctx itself ended, is returned as is.
+func leaderLost(ctx, fctx context.Context, err error) error {
+	var lost errStoppedLeading
+	if err == nil || ctx.Err() != nil || !errors.As(context.Cause(fctx), &lost) {
+		return err
+	}
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Canceled {
+		return err // the leader's own answer, which came first
+	}
+	return ToStatus(fmt.Errorf("%w: %w", cluster.ErrTimeout, lost))
 }
 
 // forward calls the leader with a unary request when this node must not
@@ -109,13 +180,20 @@ func forward[Req, Resp any](s *Server, ctx context.Context, r Req,
 	if c == nil {
 		return resp, false, nil
 	}
-	resp, err = call(c, fctx, r)
-	return resp, true, err
+	lctx, stop := s.whileLeader(fctx)
+	defer stop()
+	resp, err = call(c, lctx, r)
+	return resp, true, leaderLost(ctx, lctx, err)
 }
 
-// forwardPublishStream pipes a publish stream to the leader.
-func (s *Server) forwardPublishStream(c pb.WalmqClient, ctx context.Context, stream pb.Walmq_PublishStreamServer) error {
-	ctx, cancel := context.WithCancel(ctx)
+// forwardPublishStream pipes a publish stream to the leader. When that
+// leader stops leading, the stream ends with an unknown outcome for the
+// batches not answered yet (leaderLost).
+func (s *Server) forwardPublishStream(c pb.WalmqClient, fctx context.Context, stream pb.Walmq_PublishStreamServer) (err error) {
+	lctx, stop := s.whileLeader(fctx)
+	defer stop()
+	defer func() { err = leaderLost(stream.Context(), lctx, err) }()
+	ctx, cancel := context.WithCancel(lctx)
 	defer cancel()
 	up, err := c.PublishStream(ctx)
 	if err != nil {
@@ -151,8 +229,12 @@ func (s *Server) forwardPublishStream(c pb.WalmqClient, ctx context.Context, str
 	}
 }
 
-// forwardSubscribe pipes a subscription from the leader.
-func (s *Server) forwardSubscribe(c pb.WalmqClient, ctx context.Context, r *pb.SubscribeRequest, stream pb.Walmq_SubscribeServer) error {
+// forwardSubscribe pipes a subscription from the leader, until that
+// leader stops leading (leaderLost: the client subscribes again).
+func (s *Server) forwardSubscribe(c pb.WalmqClient, fctx context.Context, r *pb.SubscribeRequest, stream pb.Walmq_SubscribeServer) (err error) {
+	ctx, stop := s.whileLeader(fctx)
+	defer stop()
+	defer func() { err = leaderLost(stream.Context(), ctx, err) }()
 	up, err := c.Subscribe(ctx, r)
 	if err != nil {
 		return err
