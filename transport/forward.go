@@ -173,12 +173,29 @@ func leaderLost(ctx, fctx context.Context, err error) error {
 // serve it; ok reports whether it did (then resp, err are the answer).
 func forward[Req, Resp any](s *Server, ctx context.Context, r Req,
 	call func(pb.WalmqClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (resp Resp, ok bool, err error) {
+	return forwardCall(s, ctx, r, call, true)
+}
+
+// forwardMoving is forward for the calls that move the leadership
+// themselves (a transfer, the removal of the leader): the move is their
+// success, so it does not end them.
+func forwardMoving[Req, Resp any](s *Server, ctx context.Context, r Req,
+	call func(pb.WalmqClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (resp Resp, ok bool, err error) {
+	return forwardCall(s, ctx, r, call, false)
+}
+
+func forwardCall[Req, Resp any](s *Server, ctx context.Context, r Req,
+	call func(pb.WalmqClient, context.Context, Req, ...grpc.CallOption) (Resp, error), watch bool) (resp Resp, ok bool, err error) {
 	c, fctx, err := s.leader(ctx)
 	if err != nil {
 		return resp, true, ToStatus(err)
 	}
 	if c == nil {
 		return resp, false, nil
+	}
+	if !watch {
+		resp, err = call(c, fctx, r)
+		return resp, true, err
 	}
 	lctx, stop := s.whileLeader(fctx)
 	defer stop()

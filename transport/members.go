@@ -78,7 +78,7 @@ func (s *Server) waitCaughtUp(ctx context.Context, id string, index uint64) erro
 
 // RemoveMember implements the API.
 func (s *Server) RemoveMember(ctx context.Context, r *pb.RemoveMemberRequest) (*pb.RemoveMemberResponse, error) {
-	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.RemoveMember); ok {
+	if resp, ok, err := forwardMoving(s, ctx, r, pb.WalmqClient.RemoveMember); ok {
 		return resp, err
 	}
 	return &pb.RemoveMemberResponse{}, ToStatus(s.node.RemoveMember(ctx, r.GetId(), s.followsMe))
@@ -104,7 +104,7 @@ func (s *Server) followsMe(ctx context.Context, id string) bool {
 
 // TransferLeader implements the API.
 func (s *Server) TransferLeader(ctx context.Context, r *pb.TransferLeaderRequest) (*pb.TransferLeaderResponse, error) {
-	if resp, ok, err := forward(s, ctx, r, pb.WalmqClient.TransferLeader); ok {
+	if resp, ok, err := forwardMoving(s, ctx, r, pb.WalmqClient.TransferLeader); ok {
 		return resp, err
 	}
 	id, err := s.node.TransferLeadership(ctx, r.GetId())
