@@ -78,6 +78,7 @@ type Client struct {
 	// addresses, leader first (see avoidCurrent).
 	res       *manual.Resolver
 	addrs     []string
+	wd        *watcher // the calls in flight (client_watch.go); nil with one address
 	avoidMu   sync.Mutex
 	lastAvoid time.Time
 	resDone   bool
@@ -126,16 +127,27 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		}
 	}
 	var self atomic.Pointer[Client] // for the interceptor, once dialed
+	interceptors := []grpc.UnaryClientInterceptor{retryInterceptor(opts.RetryFor, func() {
+		if c := self.Load(); c != nil {
+			c.avoidCurrent()
+		}
+	})}
+	var wd *watcher
+	if len(addrs) > 1 {
+		wd = newWatcher()
+		interceptors = append(interceptors, wd.interceptor()) // each try
+	}
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxRequestBytes), grpc.MaxCallSendMsgSize(opts.MaxRequestBytes)),
-		grpc.WithUnaryInterceptor(retryInterceptor(opts.RetryFor, func() {
-			if c := self.Load(); c != nil {
-				c.avoidCurrent()
-			}
-		})),
+		grpc.WithChainUnaryInterceptor(interceptors...),
 		// A node that stops answering (paused, or cut off without a
-		// reset) is noticed within a few seconds and the channel moves on.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 2 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})}
+		// reset) is noticed by keepalive, at best within 12 s: gRPC pings
+		// at most every 10 s. A client of a cluster also watches its calls
+		// (client_watch.go) and moves on within about 2 s.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})}
+	if wd != nil {
+		dialOpts = append(dialOpts, grpc.WithContextDialer(wd.dialer))
+	}
 	var (
 		target string
 		res    *manual.Resolver
@@ -204,7 +216,9 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		} else {
 			res.UpdateState(resolver.State{Addresses: resolverAddrs(ordered)})
 		}
-		c.res, c.addrs = res, ordered
+		c.res, c.addrs, c.wd = res, ordered, wd
+		c.streamsWG.Add(1)
+		go c.watch()
 	}
 	self.Store(c)
 	if opts.AutoID {
@@ -873,15 +887,19 @@ func (c *Client) flush(k queueKey, q *pubQueue) {
 // pubStream is the client's PublishStream: requests are sent in order
 // and answered by seq.
 type pubStream struct {
-	c       *Client
-	st      pb.Walmq_PublishStreamClient
-	sendMu  sync.Mutex
-	mu      sync.Mutex
-	seq     uint64
-	pending map[uint64]func([]PublishAck, error)
-	err     error
-	done    chan struct{}
-	retired bool // no new batches: see retire
+	c      *Client
+	st     pb.Walmq_PublishStreamClient
+	cancel context.CancelCauseFunc // ends the stream (the watchdog's errStalled)
+	// progress is when the stream last had nothing pending or got an
+	// answer: with batches pending, the time it has been waiting.
+	progress time.Time
+	sendMu   sync.Mutex
+	mu       sync.Mutex
+	seq      uint64
+	pending  map[uint64]func([]PublishAck, error)
+	err      error
+	done     chan struct{}
+	retired  bool // no new batches: see retire
 }
 
 // send sends one request on the stream (opening it if needed); done gets
@@ -918,6 +936,9 @@ func (s *pubStream) send(req *pb.PublishRequest, done func([]PublishAck, error))
 	}
 	s.seq++
 	req.Seq = s.seq
+	if len(s.pending) == 0 {
+		s.progress = time.Now()
+	}
 	s.pending[req.Seq] = done
 	s.mu.Unlock()
 	if err := s.st.Send(req); err != nil {
@@ -940,11 +961,13 @@ func (c *Client) pubStream() (*pubStream, error) {
 	if c.stream != nil {
 		return c.stream, nil
 	}
-	st, err := c.api.PublishStream(c.ctx)
+	sctx, cancel := context.WithCancelCause(c.ctx)
+	st, err := c.api.PublishStream(sctx)
 	if err != nil {
+		cancel(nil)
 		return nil, wrap(err)
 	}
-	s = &pubStream{c: c, st: st, pending: map[uint64]func([]PublishAck, error){}, done: make(chan struct{})}
+	s = &pubStream{c: c, st: st, cancel: cancel, pending: map[uint64]func([]PublishAck, error){}, done: make(chan struct{})}
 	c.stream = s
 	c.streamsWG.Add(1)
 	go s.recv()
@@ -975,7 +998,12 @@ func (c *Client) avoidCurrent() {
 		// (it forwards, or leads and will take writes in a moment).
 		return
 	}
-	cur := p.Addr.String()
+	c.exclude(p.Addr.String())
+}
+
+// exclude leaves addr out of the channel's address list for 10 s, so
+// pick_first moves to the next node.
+func (c *Client) exclude(cur string) {
 	others := slices.DeleteFunc(slices.Clone(c.addrs), func(a string) bool { return a == cur })
 	if cur == "" || len(others) == 0 || len(others) == len(c.addrs) {
 		return
@@ -1023,6 +1051,7 @@ func (c *Client) dropStream(s *pubStream) {
 
 func (s *pubStream) recv() {
 	defer s.c.streamsWG.Done()
+	defer s.cancel(nil)
 	defer close(s.done)
 	for {
 		r, err := s.st.Recv()
@@ -1032,9 +1061,12 @@ func (s *pubStream) recv() {
 			if errors.Is(err, errEOF) {
 				err = nil
 			}
-			if err == nil {
+			switch {
+			case err == nil:
 				err = fmt.Errorf("%w: publish stream closed", ErrClosed)
-			} else {
+			case errors.Is(context.Cause(s.st.Context()), errStalled):
+				err = fmt.Errorf("%w: publish stream ended: %v (outcome unknown)", ErrTimeout, errStalled)
+			default:
 				err = fmt.Errorf("%w: publish stream broke, outcome unknown: %w", ErrTimeout, wrap(err))
 			}
 			s.err = err
@@ -1049,6 +1081,7 @@ func (s *pubStream) recv() {
 		s.mu.Lock()
 		done := s.pending[r.GetSeq()]
 		delete(s.pending, r.GetSeq())
+		s.progress = time.Now()
 		s.mu.Unlock()
 		if done == nil {
 			continue
@@ -1069,6 +1102,13 @@ func (s *pubStream) recv() {
 			done(acksFrom(r), nil)
 		}
 	}
+}
+
+// stalled reports whether batches have waited stallAfter for an answer.
+func (s *pubStream) stalled(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) > 0 && now.Sub(s.progress) > stallAfter
 }
 
 // retire stops new batches from using this stream and closes its sending

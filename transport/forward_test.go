@@ -460,3 +460,107 @@ func TestClientRetriesThroughFollowerWhenLeaderHangs(t *testing.T) {
 		t.Fatalf("publish took %v, describe %v: over %v", pubTook, descTook, forwardBound)
 	}
 }
+
+// TestClientMovesOffAHungLeader: a client of the cluster (given every
+// node's address) talks to the leader, which stops answering without
+// closing its connections, as a SIGSTOPped process does. gRPC's keepalive
+// would notice after 12 s at best; the client's watchdog probes the node
+// once a call is overdue, leaves it, and ends the calls in flight on it as
+// unknown outcomes, which the client retries (by id) on the others: the
+// unary publish, the publish stream (PublishAsync) and an idempotent read
+// are all answered well before the calls' deadline.
+func TestClientMovesOffAHungLeader(t *testing.T) {
+	c := startForwardCluster(t)
+	leader := c.leader()
+	var addrs []string
+	for _, n := range c.nodes {
+		addrs = append(addrs, n.gate.addr())
+	}
+	ctx := ctx10(t)
+	cl, err := walmq.Dial(ctx, strings.Join(addrs, ","), walmq.DialOptions{AutoID: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.CreateTopic(ctx, "t", walmq.TopicConfig{Partitions: 1, DedupWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Publish(ctx, "t", walmq.Message{Payload: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	// The client's channel is on the leader (Dial puts it first).
+	if st, err := cl.Status(ctx); err != nil || st.NodeID != leader.id {
+		t.Fatalf("client talks to %q (%v), want the leader %s", st.NodeID, err, leader.id)
+	}
+
+	leader.gate.freeze()
+	cctx, cancel := context.WithTimeout(context.Background(), callDeadline)
+	defer cancel()
+	start := time.Now()
+	var (
+		wg                        sync.WaitGroup
+		pubErr, asyncErr, descErr error
+		pubTook, asyncTook        time.Duration
+		descTook                  time.Duration
+		acks, asyncAcks           []walmq.PublishAck
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		acks, pubErr = cl.Publish(cctx, "t", walmq.Message{Payload: []byte("unary")})
+		pubTook = time.Since(start)
+	}()
+	go func() {
+		defer wg.Done()
+		done := make(chan struct{})
+		// PublishAsync reports an unknown outcome to its caller, who
+		// retries (with the same id: the client gave it one).
+		msg := walmq.Message{ID: "async-1", Payload: []byte("async")}
+		var try func()
+		try = func() {
+			err := cl.PublishAsync(cctx, "t", 0, []walmq.Message{msg}, func(a []walmq.PublishAck, err error) {
+				if err != nil && errors.Is(err, walmq.ErrTimeout) && cctx.Err() == nil {
+					time.AfterFunc(20*time.Millisecond, try)
+					return
+				}
+				asyncAcks, asyncErr = a, err
+				close(done)
+			})
+			if err != nil {
+				asyncErr = err
+				close(done)
+			}
+		}
+		try()
+		<-done
+		asyncTook = time.Since(start)
+	}()
+	go func() {
+		defer wg.Done()
+		_, descErr = cl.DescribeTopic(cctx, "t")
+		descTook = time.Since(start)
+	}()
+	c.hang(leader)
+	wg.Wait()
+	t.Logf("publish: %v after %v; async: %v after %v; describe: %v after %v", pubErr, pubTook, asyncErr, asyncTook, descErr, descTook)
+	if pubErr != nil || len(acks) != 1 {
+		t.Fatalf("publish: %v, %v", acks, pubErr)
+	}
+	if asyncErr != nil || len(asyncAcks) != 1 {
+		t.Fatalf("async publish: %v, %v", asyncAcks, asyncErr)
+	}
+	if descErr != nil {
+		t.Fatalf("describe: %v", descErr)
+	}
+	if max(pubTook, asyncTook, descTook) > forwardBound {
+		t.Fatalf("publish took %v, async %v, describe %v: over %v", pubTook, asyncTook, descTook, forwardBound)
+	}
+	// Each message is stored once: the retries were by id.
+	info, err := cl.DescribeTopic(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Partitions[0].NextOffset; got != 3 {
+		t.Fatalf("partition holds %d messages, want 3 (before, unary, async once each)", got)
+	}
+}
