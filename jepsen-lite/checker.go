@@ -25,7 +25,12 @@ type Result struct {
 	// acknowledged, refused, or the run ended.
 	UnknownAttempts int `json:"unknown_attempts"`
 
-	Lost            int `json:"lost"`             // acknowledged, not found
+	Lost int `json:"lost"` // acknowledged, not found
+	// Lost values split by where they fall among their producer's
+	// delivered values: before its first, between, after its last.
+	LostBefore      int `json:"lost_before"`
+	LostBetween     int `json:"lost_between"`
+	LostAfter       int `json:"lost_after"`
 	Unexpected      int `json:"unexpected"`       // found, never attempted
 	Duplicated      int `json:"duplicated"`       // found at more than one offset
 	FailedDelivered int `json:"failed_delivered"` // refused for sure, yet found
@@ -129,6 +134,7 @@ func Check(ops []Op, r FinalRead) Result {
 	}
 	slices.Sort(unexpected)
 	res.Lost, res.Duplicated, res.FailedDelivered = len(lost), len(dup), len(failedFound)
+	res.LostBefore, res.LostBetween, res.LostAfter = splitLost(states, values, found)
 	res.MisplacedAcks, res.Unexpected, res.Corrupt = len(misplaced), len(unexpected), len(corrupt)
 
 	order := orderViolations(states, values, found)
@@ -178,6 +184,42 @@ func Check(ops []Op, r FinalRead) Result {
 	}
 	res.Valid = len(res.Problems) == 0
 	return res
+}
+
+// splitLost counts the lost values (acknowledged, not found) of each
+// producer before its first delivered value, between its first and last,
+// and after its last (by counter). A producer with nothing delivered
+// loses everything "after".
+func splitLost(states map[string]*valueState, values []string, found map[string][]position) (before, between, after int) {
+	first, last := map[string]int{}, map[string]int{}
+	for _, v := range values {
+		proc, n, ok := splitValue(v)
+		if !ok || len(found[v]) == 0 {
+			continue
+		}
+		if f, seen := first[proc]; !seen || n < f {
+			first[proc] = n
+		}
+		if l, seen := last[proc]; !seen || n > l {
+			last[proc] = n
+		}
+	}
+	for _, v := range values {
+		if states[v].oks == 0 || len(found[v]) > 0 {
+			continue
+		}
+		proc, n, ok := splitValue(v)
+		f, seen := first[proc]
+		switch {
+		case !ok || !seen || n > last[proc]:
+			after++
+		case n < f:
+			before++
+		default:
+			between++
+		}
+	}
+	return before, between, after
 }
 
 // publishStates sums up the publish ops per value; values lists them in
@@ -391,6 +433,9 @@ func WriteSummary(w io.Writer, res Result) {
 		{"delivered", res.Delivered, "found in the final read"},
 		{"unknown-attempts", res.UnknownAttempts, "attempts retried after an unknown outcome"},
 		{"lost", res.Lost, "acknowledged, not found"},
+		{"lost-before", res.LostBefore, "of those, before their producer's first delivered value"},
+		{"lost-between", res.LostBetween, "between its first and last delivered"},
+		{"lost-after", res.LostAfter, "after its last delivered"},
 		{"unexpected", res.Unexpected, "found, never published"},
 		{"duplicated", res.Duplicated, "found at more than one offset"},
 		{"failed-delivered", res.FailedDelivered, "refused for sure, yet found"},

@@ -129,8 +129,8 @@ func TestCheckLostAck(t *testing.T) {
 	s.attempt("p0-6", OK, position{0, 4}) // acknowledged, never stored
 	res := Check(s.history(), s.final())
 	mustFail(t, res, "lost")
-	if res.Lost != 1 {
-		t.Fatalf("lost = %d, want 1", res.Lost)
+	if res.Lost != 1 || res.LostAfter != 1 || res.LostBefore+res.LostBetween != 0 {
+		t.Fatalf("lost = %d (before %d, between %d, after %d), want 1 after", res.Lost, res.LostBefore, res.LostBetween, res.LostAfter)
 	}
 }
 
@@ -357,5 +357,20 @@ func TestCheckFlipUndetected(t *testing.T) {
 	mustFail(t, res, "flipped bit not detected")
 	if res.BitFlips != 1 || res.FlipsDetected != 0 {
 		t.Fatalf("counts: %+v", res.consumeResult)
+	}
+}
+
+func TestCheckLostSplit(t *testing.T) {
+	s := newScenario()
+	s.attempt("p0-0", OK, position{0, 0}) // lost before p0's first delivered value
+	s.acked(0, "p0-1")
+	s.attempt("p0-2", OK, position{0, 1}) // lost between
+	s.acked(0, "p0-3")
+	s.attempt("p0-4", OK, position{0, 2}) // lost after
+	s.attempt("p1-0", OK, position{1, 0}) // p1 has nothing delivered: after
+	res := Check(s.history(), s.final())
+	mustFail(t, res, "lost")
+	if res.Lost != 4 || res.LostBefore != 1 || res.LostBetween != 1 || res.LostAfter != 2 {
+		t.Fatalf("lost = %d (before %d, between %d, after %d), want 4 (1, 1, 2)", res.Lost, res.LostBefore, res.LostBetween, res.LostAfter)
 	}
 }

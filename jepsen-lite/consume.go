@@ -134,25 +134,21 @@ func describeGroup(ctx context.Context, cl *walmq.Client, hist *History, process
 	return floors
 }
 
-// reader reads one node's replica (Read is never forwarded) from random
-// offsets of random partitions: what it returns must be committed, so it
-// must match what every node holds at the end.
+// reader reads one node's replica (Read is never forwarded): each
+// partition in turn, from offset 0 to its end, 200 messages a call, then
+// again from 0. What a node serves must be committed, so it must match
+// what every node holds at the end.
 type reader struct {
 	node   string
 	client *walmq.Client // talks to node alone
 	hist   *History
-	rng    *rand.Rand
-	ends   [partitions]uint64 // the furthest end seen per partition
+	next   [partitions]uint64 // where the scan of each partition is
 }
 
 func (r *reader) run(ctx context.Context, stop <-chan struct{}) {
 	process := "r-" + r.node
-	for !stopped(ctx, stop) {
-		p := r.rng.Intn(partitions)
-		var from uint64
-		if r.ends[p] > 0 {
-			from = uint64(r.rng.Int63n(int64(r.ends[p]) + 1))
-		}
+	for p := 0; !stopped(ctx, stop); p = (p + 1) % partitions {
+		from := r.next[p]
 		op := Op{Process: process, Node: r.node, Type: Invoke, F: FReadAt, Partition: intPtr(p), Offset: uint64Ptr(from)}
 		r.hist.Add(op)
 		rctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -164,16 +160,21 @@ func (r *reader) run(ctx context.Context, stop <-chan struct{}) {
 				op.Type = Fail
 			}
 			r.hist.Add(op)
+			r.next[p] = 0
 			pause(ctx, 200*time.Millisecond)
 			continue
 		}
-		r.ends[p] = max(r.ends[p], res.NextOffset)
 		op.Type = OK
 		for _, rec := range res.Records {
 			op.Msgs = append(op.Msgs, Msg{P: p, O: rec.Offset, V: string(rec.Payload)})
 		}
 		r.hist.Add(op)
-		pause(ctx, 50*time.Millisecond)
+		if n := len(res.Records); n > 0 {
+			r.next[p] = res.Records[n-1].Offset + 1
+		} else {
+			r.next[p] = 0 // at the end: start over
+		}
+		pause(ctx, 20*time.Millisecond)
 	}
 }
 

@@ -96,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.MaxFault, "max-fault", 8*time.Second, "the longest a fault lasts (each lasts 2 s to this)")
 	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
 	fs.IntVar(&cfg.Consumers, "consumers", 2, "members of the consumer group that fetch and ack (0: none; the group is drained at the end all the same)")
-	fs.BoolVar(&cfg.Readers, "readers", true, "one reader per node, reading that node's replica from random offsets")
+	fs.BoolVar(&cfg.Readers, "readers", true, "one reader per node, reading that node's replica of each partition from offset 0")
 	fs.StringVar(&cfg.NodeBin, "node-bin", "", "a walmq-node binary to run (default: build ./cmd/walmq-node)")
 	fs.StringVar(&cfg.NodeTags, "node-tags", "", `build tags for walmq-node, e.g. "walmq_planted_bug" (a node with a planted bug, to see the checker fail)`)
 	fs.StringVar(&cfg.Check, "check", "", "only check the run in this directory again (its history.jsonl and final.json)")
@@ -219,12 +219,12 @@ func runHarness(ctx context.Context, cfg config, logw io.Writer) (Result, error)
 	}
 	runners = append(runners, (&sampler{client: cl, hist: hist}).run)
 	if cfg.Readers {
-		for i, id := range ids {
+		for _, id := range ids {
 			cl, err := dial(c.PublicAddr(id), -1) // that node alone: no retries elsewhere
 			if err != nil {
 				return Result{}, fmt.Errorf("reader of %s: %w", id, err)
 			}
-			runners = append(runners, (&reader{node: id, client: cl, hist: hist, rng: rand.New(rand.NewSource(cfg.Seed + int64(2000+i)))}).run)
+			runners = append(runners, (&reader{node: id, client: cl, hist: hist}).run)
 		}
 	}
 
