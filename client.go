@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,7 +77,8 @@ type Client struct {
 	// addresses, leader first (see avoidCurrent).
 	res       *manual.Resolver
 	addrs     []string
-	wd        *watcher // the calls in flight (client_watch.go); nil with one address
+	wd        *watcher             // the calls in flight (client_watch.go); nil with one address
+	excluded  map[string]time.Time // addresses left out of the list, until when (avoidMu)
 	avoidMu   sync.Mutex
 	lastAvoid time.Time
 	resDone   bool
@@ -146,7 +146,7 @@ func Dial(ctx context.Context, addr string, opts DialOptions) (*Client, error) {
 		// (client_watch.go) and moves on within about 2 s.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})}
 	if wd != nil {
-		dialOpts = append(dialOpts, grpc.WithContextDialer(wd.dialer))
+		dialOpts = append(dialOpts, grpc.WithContextDialer(wd.dialer), grpc.WithStatsHandler(wd))
 	}
 	var (
 		target string
@@ -718,6 +718,7 @@ func retryInterceptor(retryFor time.Duration, refused func()) grpc.UnaryClientIn
 		}
 		var deadline time.Time // RetryFor from the first failure
 		backoff := 20 * time.Millisecond
+		unknown := false // some try of a settling call may have taken effect
 		for {
 			err := invoker(ctx, method, req, reply, cc, opts...)
 			if err == nil {
@@ -727,22 +728,39 @@ func retryInterceptor(retryFor time.Duration, refused func()) grpc.UnaryClientIn
 				deadline = time.Now().Add(retryFor)
 			}
 			werr := transport.FromStatus(err)
+			if settles[method] && (errors.Is(werr, ErrTimeout) || errors.Is(werr, transport.ErrUnavailable)) {
+				unknown = true // this try may have taken effect
+			}
 			if errors.Is(werr, ErrNotLeader) {
 				refused()
 			}
 			again := errors.Is(werr, ErrNotLeader) ||
 				(idempotent[method] && (errors.Is(werr, transport.ErrUnavailable) || errors.Is(werr, ErrTimeout)))
 			if !again || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-				return err
+				return keepUnknown(unknown, err)
 			}
 			select {
 			case <-ctx.Done():
-				return err
+				return keepUnknown(unknown, err)
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 500*time.Millisecond)
 		}
 	}
+}
+
+// settles are the retried calls that change state: once a try's outcome
+// is unknown, a later try's refusal (nothing pending, not the leader)
+// says nothing of the earlier one.
+var settles = map[string]bool{pb.Walmq_Ack_FullMethodName: true, pb.Walmq_Nack_FullMethodName: true}
+
+// keepUnknown reports err as an unknown outcome when an earlier try's
+// was (as publishRetry does).
+func keepUnknown(unknown bool, err error) error {
+	if !unknown || errors.Is(transport.FromStatus(err), ErrTimeout) {
+		return err
+	}
+	return status.Error(codes.DeadlineExceeded, "walmq: an earlier try's outcome is unknown; the last try: "+status.Convert(err).Message())
 }
 
 func ackRequest(refs []Ref) *pb.AckRequest {
@@ -887,12 +905,14 @@ func (c *Client) flush(k queueKey, q *pubQueue) {
 // pubStream is the client's PublishStream: requests are sent in order
 // and answered by seq.
 type pubStream struct {
-	c      *Client
-	st     pb.Walmq_PublishStreamClient
-	cancel context.CancelCauseFunc // ends the stream (the watchdog's errStalled)
-	// progress is when the stream last had nothing pending or got an
-	// answer: with batches pending, the time it has been waiting.
-	progress time.Time
+	c       *Client
+	st      pb.Walmq_PublishStreamClient
+	cancel  context.CancelCauseFunc // ends the stream (the watchdog's errStalled)
+	untrack func()                  // stops the watchdog's watch
+	// sent: when each pending batch was handed to the transport;
+	// answered: when the last answer came (the watchdog's stall test).
+	sent     map[uint64]time.Time
+	answered time.Time
 	sendMu   sync.Mutex
 	mu       sync.Mutex
 	seq      uint64
@@ -935,16 +955,20 @@ func (s *pubStream) send(req *pb.PublishRequest, done func([]PublishAck, error))
 		return true
 	}
 	s.seq++
-	req.Seq = s.seq
-	if len(s.pending) == 0 {
-		s.progress = time.Now()
-	}
-	s.pending[req.Seq] = done
+	seq := s.seq
+	req.Seq = seq
+	s.pending[seq] = done
 	s.mu.Unlock()
 	if err := s.st.Send(req); err != nil {
 		// The receive loop sees the stream end and fails what is pending.
 		s.c.dropStream(s)
+		return true
 	}
+	s.mu.Lock()
+	if _, ok := s.pending[seq]; ok {
+		s.sent[seq] = time.Now()
+	}
+	s.mu.Unlock()
 	return true
 }
 
@@ -962,12 +986,19 @@ func (c *Client) pubStream() (*pubStream, error) {
 		return c.stream, nil
 	}
 	sctx, cancel := context.WithCancelCause(c.ctx)
+	s = &pubStream{c: c, cancel: cancel, untrack: func() {}, pending: map[uint64]func([]PublishAck, error){},
+		sent: map[uint64]time.Time{}, done: make(chan struct{})}
+	if c.wd != nil {
+		// Watched until its receive loop ends, retired or not.
+		sctx, s.untrack = c.wd.track(sctx, &watchedCall{cancel: cancel, stream: s})
+	}
 	st, err := c.api.PublishStream(sctx)
 	if err != nil {
+		s.untrack()
 		cancel(nil)
 		return nil, wrap(err)
 	}
-	s = &pubStream{c: c, st: st, cancel: cancel, pending: map[uint64]func([]PublishAck, error){}, done: make(chan struct{})}
+	s.st = st
 	c.stream = s
 	c.streamsWG.Add(1)
 	go s.recv()
@@ -998,31 +1029,7 @@ func (c *Client) avoidCurrent() {
 		// (it forwards, or leads and will take writes in a moment).
 		return
 	}
-	c.exclude(p.Addr.String())
-}
-
-// exclude leaves addr out of the channel's address list for 10 s, so
-// pick_first moves to the next node.
-func (c *Client) exclude(cur string) {
-	others := slices.DeleteFunc(slices.Clone(c.addrs), func(a string) bool { return a == cur })
-	if cur == "" || len(others) == 0 || len(others) == len(c.addrs) {
-		return
-	}
-	c.avoidMu.Lock()
-	defer c.avoidMu.Unlock()
-	if c.resDone {
-		return
-	}
-	c.res.UpdateState(resolver.State{Addresses: resolverAddrs(others)})
-	// Let it back in later: a live connection to another listed node is
-	// kept.
-	time.AfterFunc(10*time.Second, func() {
-		c.avoidMu.Lock()
-		defer c.avoidMu.Unlock()
-		if !c.resDone {
-			c.res.UpdateState(resolver.State{Addresses: resolverAddrs(c.addrs)})
-		}
-	})
+	c.exclude(c.wd.listedAddr(p.Addr.String()))
 }
 
 // waitReady waits, up to RetryFor, until the channel has a node that
@@ -1052,6 +1059,7 @@ func (c *Client) dropStream(s *pubStream) {
 func (s *pubStream) recv() {
 	defer s.c.streamsWG.Done()
 	defer s.cancel(nil)
+	defer s.untrack()
 	defer close(s.done)
 	for {
 		r, err := s.st.Recv()
@@ -1071,7 +1079,7 @@ func (s *pubStream) recv() {
 			}
 			s.err = err
 			pending := s.pending
-			s.pending = nil
+			s.pending, s.sent = nil, nil
 			s.mu.Unlock()
 			for _, done := range pending {
 				done(nil, err)
@@ -1081,7 +1089,8 @@ func (s *pubStream) recv() {
 		s.mu.Lock()
 		done := s.pending[r.GetSeq()]
 		delete(s.pending, r.GetSeq())
-		s.progress = time.Now()
+		delete(s.sent, r.GetSeq())
+		s.answered = time.Now()
 		s.mu.Unlock()
 		if done == nil {
 			continue
@@ -1104,11 +1113,20 @@ func (s *pubStream) recv() {
 	}
 }
 
-// stalled reports whether batches have waited stallAfter for an answer.
+// stalled reports whether a batch sent stallAfter ago is unanswered and
+// nothing has been answered since.
 func (s *pubStream) stalled(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.pending) > 0 && now.Sub(s.progress) > stallAfter
+	if now.Sub(s.answered) <= stallAfter {
+		return false
+	}
+	for _, at := range s.sent {
+		if now.Sub(at) > stallAfter {
+			return true
+		}
+	}
+	return false
 }
 
 // retire stops new batches from using this stream and closes its sending

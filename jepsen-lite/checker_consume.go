@@ -40,7 +40,7 @@ func checkConsume(ops []Op, r FinalRead, final map[position]string, states map[s
 			add("nodes", "no read of %s's replica", id)
 			continue
 		}
-		res.Refused += r.Refused[id]
+		res.Refused += len(r.Refused[id])
 		for p := range r.Entries {
 			var got []Entry
 			if p < len(es) {
@@ -49,7 +49,7 @@ func checkConsume(ops []Op, r FinalRead, final map[position]string, states map[s
 			if slices.Equal(got, stripIDs(r.Entries[p])) {
 				continue
 			}
-			if r.Refused[id] > 0 && len(got) < len(r.Entries[p]) && slices.Equal(got, stripIDs(r.Entries[p])[:len(got)]) {
+			if slices.Contains(r.Refused[id], p) && len(got) < len(r.Entries[p]) && slices.Equal(got, stripIDs(r.Entries[p])[:len(got)]) {
 				continue // the damaged range was refused, not served
 			}
 			res.NodesEqual = false

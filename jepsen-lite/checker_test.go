@@ -341,12 +341,15 @@ func TestCheckNodesDiffer(t *testing.T) {
 	// A damaged range refused, not served, is not a difference.
 	r = s.final()
 	r.NodeEntries["n2"][1] = r.NodeEntries["n2"][1][:2]
-	r.Refused = map[string]int{"n2": 1}
+	r.Refused = map[string][]int{"n2": {1}}
 	res := Check(s.history(), r)
 	mustBeValid(t, res)
 	if res.Refused != 1 {
 		t.Fatalf("refused = %d, want 1", res.Refused)
 	}
+	// A refusal in one partition excuses nothing in another.
+	r.Refused = map[string][]int{"n2": {0}}
+	mustFail(t, Check(s.history(), r), "nodes differ")
 }
 
 func TestCheckFlipUndetected(t *testing.T) {

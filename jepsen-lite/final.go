@@ -28,9 +28,9 @@ type FinalRead struct {
 	// NodeEntries: every node's replica of each partition, read from
 	// offset 0 to Ends with Read (served by that node, never forwarded).
 	NodeEntries map[string][][]Entry `json:"node_entries,omitempty"`
-	// Refused counts, per node, the partitions whose Read was refused as
+	// Refused lists, per node, the partitions whose Read was refused as
 	// damaged (ErrCorrupt) until the end: refused loudly, not served.
-	Refused map[string]int `json:"refused,omitempty"`
+	Refused map[string][]int `json:"refused,omitempty"`
 	// Floors are the consumers' group's ack floors after the drain.
 	Floors []uint64 `json:"floors,omitempty"`
 	// Damage per node at the end: damaged segments not repaired, repairs.
@@ -69,14 +69,14 @@ func finalRead(ctx context.Context, c *Cluster, leader string, hist *History) Fi
 		fail("drain of group %s through %s: %v", consumeGroup, leader, err)
 	}
 	r.Floors = describeGroup(ctx, cl, hist, "final", leader)
-	r.NodeEntries, r.Refused = map[string][][]Entry{}, map[string]int{}
+	r.NodeEntries, r.Refused = map[string][][]Entry{}, map[string][]int{}
 	for _, id := range c.IDs() {
 		es, refused, err := readNode(ctx, c.admin[id], r.Ends)
 		if err != nil {
 			fail("read of %s's replica: %v", id, err)
 		}
 		r.NodeEntries[id] = es
-		if refused > 0 {
+		if len(refused) > 0 {
 			r.Refused[id] = refused
 		}
 	}
@@ -202,7 +202,7 @@ func drain(ctx context.Context, cl *walmq.Client, ends []uint64, hist *History, 
 		if err != nil {
 			continue
 		}
-		done := true
+		done := len(gi.Partitions) == len(ends)
 		for _, p := range gi.Partitions {
 			done = done && p.Partition < len(ends) && p.AckFloor >= ends[p.Partition]
 		}
@@ -216,8 +216,8 @@ func drain(ctx context.Context, cl *walmq.Client, ends []uint64, hist *History, 
 // readNode reads every partition of the node cl talks to from offset 0 to
 // ends, with Read (its own replica). A partition refused as damaged
 // (ErrCorrupt) is retried for a while (the node repairs it from a peer);
-// refused counts those still refused at the end.
-func readNode(ctx context.Context, cl *walmq.Client, ends []uint64) (out [][]Entry, refused int, err error) {
+// refused lists those still refused at the end.
+func readNode(ctx context.Context, cl *walmq.Client, ends []uint64) (out [][]Entry, refused []int, err error) {
 	out = make([][]Entry, len(ends))
 	for p, end := range ends {
 		deadline := time.Now().Add(30 * time.Second)
@@ -228,7 +228,7 @@ func readNode(ctx context.Context, cl *walmq.Client, ends []uint64) (out [][]Ent
 			if rerr != nil {
 				if time.Now().After(deadline) || ctx.Err() != nil {
 					if errors.Is(rerr, walmq.ErrCorrupt) {
-						refused++
+						refused = append(refused, p)
 						break
 					}
 					return out, refused, fmt.Errorf("partition %d from %d: %w", p, off, rerr)

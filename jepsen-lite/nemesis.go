@@ -202,8 +202,8 @@ func (n *nemesis) inject(ctx context.Context, fault string, pick int, hold time.
 			n.done("flip", target, OK, what, "")
 		}
 		return func() {
-			n.repair("restart", target, "restarted "+target, func() error { return n.c.Restart(target) })
-			if flipped {
+			restarted := n.repair("restart", target, "restarted "+target, func() error { return n.c.Restart(target) })
+			if flipped && restarted {
 				n.awaitRepair(ctx, target)
 			}
 		}
@@ -323,11 +323,14 @@ func (n *nemesis) done(f, node, typ, value, errText string) {
 	n.logf("%6.1fs nemesis %s %s: %s", n.hist.Since().Seconds(), f, typ, msg)
 }
 
-func (n *nemesis) repair(f, node, value string, do func() error) {
+// repair runs a repair step as an op of the nemesis and reports whether
+// it was done.
+func (n *nemesis) repair(f, node, value string, do func() error) bool {
 	n.hist.Add(Op{Process: "nemesis", Node: node, Type: Invoke, F: f})
 	if err := do(); err != nil {
 		n.done(f, node, Info, "", err.Error())
-		return
+		return false
 	}
 	n.done(f, node, OK, value, "")
+	return true
 }

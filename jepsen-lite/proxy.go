@@ -256,14 +256,11 @@ func (p *Proxy) pipe(s *session, dst, src net.Conn) {
 		for range chunks { // wait for the reader to end
 		}
 	}()
-	var late time.Time // when the last chunk was passed on: order is kept
+	// Chunks are passed on one after the other: one that waits (lost)
+	// holds back those behind it, and order is kept.
 	for c := range chunks {
 		if d := p.currentDelay(); d > 0 {
-			due := c.at.Add(d)
-			if due.Before(late) {
-				due = late
-			}
-			if wait := time.Until(due); wait > 0 {
+			if wait := time.Until(c.at.Add(d)); wait > 0 {
 				t := time.NewTimer(wait)
 				select {
 				case <-t.C:
@@ -276,6 +273,5 @@ func (p *Proxy) pipe(s *session, dst, src net.Conn) {
 		if _, err := dst.Write(c.b); err != nil {
 			return
 		}
-		late = time.Now()
 	}
 }

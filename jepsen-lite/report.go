@@ -138,6 +138,8 @@ func FaultWindows(ops []Op) []FaultWindow {
 			if isNemesisRepair(op.F) {
 				repaired, cur.End = true, op.Time
 				cur.NotInjected = false
+			} else if repaired {
+				cur.End = op.Time // a step after the repair (detect)
 			}
 		case op.Type == Invoke: // a new fault
 			finish(op.Time, false)

@@ -114,6 +114,10 @@ func (e errStoppedLeading) Error() string {
 	return fmt.Sprintf("forwarded to %s, which stopped leading", e.id)
 }
 
+// recheckLeader is how often a forwarded call reads the leader again,
+// should a leader change go unsignalled.
+const recheckLeader = 500 * time.Millisecond
+
 // whileLeader derives the context of a call forwarded to the leader named
 // in ctx (by leader): it is canceled, with errStoppedLeading as its cause,
 // as soon as this node observes another leader or none, so that a call to
@@ -136,15 +140,20 @@ func (s *Server) whileLeader(ctx context.Context) (context.Context, func()) {
 	}
 	go func() {
 		defer unwatch()
+		// Raft drops an observation its observer's buffer has no room
+		// for: the leader is also read again every recheckLeader.
+		t := time.NewTicker(recheckLeader)
+		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-changed:
-				if cur, _ := s.node.LeaderClientAddr(); cur != id {
-					cancel(errStoppedLeading{id})
-					return
-				}
+			case <-t.C:
+			}
+			if cur, _ := s.node.LeaderClientAddr(); cur != id {
+				cancel(errStoppedLeading{id})
+				return
 			}
 		}
 	}()

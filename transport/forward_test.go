@@ -166,13 +166,19 @@ type fwdNode struct {
 
 type fwdCluster struct {
 	t     *testing.T
+	spell func(string) string // how the nodes advertise their gates' addresses
 	net   *faultnet.Network
 	nodes []*fwdNode
 }
 
-func startForwardCluster(t *testing.T) *fwdCluster {
+// startForwardCluster starts the cluster; each node advertises its gate's
+// address, spelled by spell if given (as a host name, say).
+func startForwardCluster(t *testing.T, spell ...func(string) string) *fwdCluster {
 	t.Helper()
-	c := &fwdCluster{t: t, net: faultnet.New()}
+	c := &fwdCluster{t: t, net: faultnet.New(), spell: func(a string) string { return a }}
+	if len(spell) > 0 {
+		c.spell = spell[0]
+	}
 	var peers []cluster.Peer
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("n%d", i)
@@ -194,7 +200,7 @@ func startForwardCluster(t *testing.T) *fwdCluster {
 			t.Fatalf("open %s: %v", p.ID, err)
 		}
 		g := newGate(t)
-		srv, err := transport.NewServer(node, transport.Options{Listen: "127.0.0.1:0", Advertise: g.addr()})
+		srv, err := transport.NewServer(node, transport.Options{Listen: "127.0.0.1:0", Advertise: c.spell(g.addr())})
 		if err != nil {
 			g.close()
 			node.Close()
@@ -223,7 +229,7 @@ func (c *fwdCluster) ready() bool {
 	}
 	for _, n := range c.nodes {
 		for _, m := range c.nodes {
-			if n.node.FSM().ClientAddr(m.id) != m.gate.addr() {
+			if n.node.FSM().ClientAddr(m.id) != c.spell(m.gate.addr()) {
 				return false
 			}
 		}
@@ -470,11 +476,20 @@ func TestClientRetriesThroughFollowerWhenLeaderHangs(t *testing.T) {
 // unary publish, the publish stream (PublishAsync) and an idempotent read
 // are all answered well before the calls' deadline.
 func TestClientMovesOffAHungLeader(t *testing.T) {
-	c := startForwardCluster(t)
+	t.Run("ip", func(t *testing.T) { testClientMovesOffAHungLeader(t, func(a string) string { return a }) })
+	// Given as host names, the addresses differ from the connections'
+	// remote addresses, which the watchdog must map back.
+	t.Run("hostname", func(t *testing.T) {
+		testClientMovesOffAHungLeader(t, func(a string) string { return strings.Replace(a, "127.0.0.1", "localhost", 1) })
+	})
+}
+
+func testClientMovesOffAHungLeader(t *testing.T, spell func(string) string) {
+	c := startForwardCluster(t, spell)
 	leader := c.leader()
 	var addrs []string
 	for _, n := range c.nodes {
-		addrs = append(addrs, n.gate.addr())
+		addrs = append(addrs, spell(n.gate.addr()))
 	}
 	ctx := ctx10(t)
 	cl, err := walmq.Dial(ctx, strings.Join(addrs, ","), walmq.DialOptions{AutoID: true})
