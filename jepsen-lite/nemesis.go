@@ -97,14 +97,7 @@ func (n *nemesis) inject(ctx context.Context, fault string, pick int, hold time.
 	}
 	target := leader
 	if strings.HasSuffix(fault, "-follower") {
-		var followers []string
-		for _, id := range n.c.IDs() {
-			if id != leader {
-				followers = append(followers, id)
-			}
-		}
-		sort.Strings(followers)
-		target = followers[pick%len(followers)]
+		target = n.follower(leader, pick)
 	}
 	half := func() {
 		select {

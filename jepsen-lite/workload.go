@@ -50,24 +50,13 @@ type producer struct {
 // dropped; one whose outcome is unknown is published again with the same
 // id until it is acknowledged, fails for sure, or the run stops.
 func (p *producer) run(ctx context.Context, stop <-chan struct{}) {
-	stopped := func() bool {
-		select {
-		case <-stop:
-			return true
-		default:
-			return ctx.Err() != nil
-		}
-	}
-	for counter := 0; !stopped(); counter++ {
+	for counter := 0; !stopped(ctx, stop); counter++ {
 		value := fmt.Sprintf("%s-%d", p.name, counter)
-		for !stopped() {
+		for !stopped(ctx, stop) {
 			if p.publish(ctx, value) != Info {
 				break
 			}
-			select {
-			case <-time.After(100 * time.Millisecond):
-			case <-ctx.Done():
-			}
+			pause(ctx, 100*time.Millisecond)
 		}
 	}
 }

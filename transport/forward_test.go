@@ -413,6 +413,25 @@ func TestForwardedStreamEndsWhenLeaderStopsLeading(t *testing.T) {
 	checkStoppedLeading(t, err, leader.id, took)
 }
 
+// dialWithTopic dials addr with AutoID, creates the topic "t" (one
+// partition, an hour's dedup window) and publishes one message to it. The
+// client is closed when the test ends.
+func dialWithTopic(t *testing.T, ctx context.Context, addr string) *walmq.Client {
+	t.Helper()
+	cl, err := walmq.Dial(ctx, addr, walmq.DialOptions{AutoID: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	if err := cl.CreateTopic(ctx, "t", walmq.TopicConfig{Partitions: 1, DedupWindow: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Publish(ctx, "t", walmq.Message{Payload: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // TestClientRetriesThroughFollowerWhenLeaderHangs: the Go client talking
 // to a follower gets its publish (by id) and an idempotent call answered
 // once a new leader is elected: the follower ends the calls it forwarded
@@ -422,17 +441,7 @@ func TestClientRetriesThroughFollowerWhenLeaderHangs(t *testing.T) {
 	leader := c.leader()
 	follower := c.follower(leader)
 	ctx := ctx10(t)
-	cl, err := walmq.Dial(ctx, follower.srv.TCPAddr().String(), walmq.DialOptions{AutoID: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.CreateTopic(ctx, "t", walmq.TopicConfig{Partitions: 1, DedupWindow: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.Publish(ctx, "t", walmq.Message{Payload: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
+	cl := dialWithTopic(t, ctx, follower.srv.TCPAddr().String())
 
 	leader.gate.freeze()
 	cctx, cancel := context.WithTimeout(context.Background(), callDeadline)
@@ -492,17 +501,7 @@ func testClientMovesOffAHungLeader(t *testing.T, spell func(string) string) {
 		addrs = append(addrs, spell(n.gate.addr()))
 	}
 	ctx := ctx10(t)
-	cl, err := walmq.Dial(ctx, strings.Join(addrs, ","), walmq.DialOptions{AutoID: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.CreateTopic(ctx, "t", walmq.TopicConfig{Partitions: 1, DedupWindow: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.Publish(ctx, "t", walmq.Message{Payload: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
+	cl := dialWithTopic(t, ctx, strings.Join(addrs, ","))
 	// The client's channel is on the leader (Dial puts it first).
 	if st, err := cl.Status(ctx); err != nil || st.NodeID != leader.id {
 		t.Fatalf("client talks to %q (%v), want the leader %s", st.NodeID, err, leader.id)
