@@ -255,12 +255,17 @@ func (c *Client) withIDs(msgs []Message) []Message {
 		if out == nil {
 			out = append([]Message(nil), msgs...)
 		}
-		out[i].ID = c.idPrefix + strconv.FormatUint(c.idSeq.Add(1), 36)
+		out[i].ID = c.nextID()
 	}
 	if out == nil {
 		return msgs
 	}
 	return out
+}
+
+// nextID is a new AutoID.
+func (c *Client) nextID() string {
+	return c.idPrefix + strconv.FormatUint(c.idSeq.Add(1), 36)
 }
 
 // retryable reports whether a failed publish of msgs may be sent again:
@@ -470,18 +475,39 @@ func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, err
 }
 
 func messagesPB(msgs []Message) []*pb.Message {
-	out := make([]*pb.Message, len(msgs))
-	for i, m := range msgs {
-		pm := &pb.Message{Key: m.Key, Payload: m.Payload, Id: m.ID}
-		for _, h := range m.Headers {
-			pm.Headers = append(pm.Headers, &pb.Header{Key: h.Key, Value: h.Value})
+	return appendPB(make([]*pb.Message, 0, len(msgs)), msgs)
+}
+
+// appendPB appends msgs to out as wire messages (one allocation for all
+// of them, and one for all headers of each message).
+func appendPB(out []*pb.Message, msgs []Message) []*pb.Message {
+	arr := make([]pb.Message, len(msgs))
+	for i := range msgs {
+		m, pm := &msgs[i], &arr[i]
+		pm.Key, pm.Payload, pm.Id = m.Key, m.Payload, m.ID
+		if len(m.Headers) > 0 {
+			hs := make([]pb.Header, len(m.Headers))
+			pm.Headers = make([]*pb.Header, len(m.Headers))
+			for j, h := range m.Headers {
+				hs[j].Key, hs[j].Value = h.Key, h.Value
+				pm.Headers[j] = &hs[j]
+			}
 		}
 		if !m.Timestamp.IsZero() {
 			pm.TimestampUnixNano = m.Timestamp.UnixNano()
 		}
-		out[i] = pm
+		out = append(out, pm)
 	}
 	return out
+}
+
+// wireSize estimates a wire message's bytes, for the batch limits.
+func wireSize(m *pb.Message) int {
+	sz := len(m.Key) + len(m.Payload) + len(m.Id) + 16
+	for _, h := range m.Headers {
+		sz += len(h.Key) + len(h.Value) + 8
+	}
+	return sz
 }
 
 func acksFrom(r *pb.PublishResponse) []PublishAck {
@@ -803,17 +829,18 @@ type queueKey struct {
 	part  int
 }
 
-// pubQueue holds the messages PublishAsync queued for one partition until
-// a flusher sends them.
+// pubQueue holds the messages PublishAsync queued for one partition, in
+// their wire form, until a flusher sends them.
 type pubQueue struct {
-	msgs     []Message
+	msgs     []*pb.Message
 	dones    []queuedDone
 	flushing bool
 }
 
+// queuedDone is one PublishAsync call: its n messages and their bytes.
 type queuedDone struct {
-	n    int
-	done func([]PublishAck, error)
+	n, bytes int
+	done     func([]PublishAck, error)
 }
 
 // PublishAsync implements Broker: messages are queued and sent in batches
@@ -836,8 +863,16 @@ func (c *Client) PublishAsync(ctx context.Context, topic string, partition int, 
 		q = &pubQueue{}
 		c.queues[k] = q
 	}
-	q.msgs = append(q.msgs, c.withIDs(msgs)...)
-	q.dones = append(q.dones, queuedDone{len(msgs), done})
+	from := len(q.msgs)
+	q.msgs = appendPB(q.msgs, msgs)
+	bytes := 0
+	for i, m := range q.msgs[from:] {
+		if c.idPrefix != "" && msgs[i].ID == "" {
+			m.Id = c.nextID()
+		}
+		bytes += wireSize(m)
+	}
+	q.dones = append(q.dones, queuedDone{len(msgs), bytes, done})
 	start := !q.flushing
 	q.flushing = true
 	if start {
@@ -867,14 +902,7 @@ func (c *Client) flush(k queueKey, q *pubQueue) {
 		// the request limit in bytes (at least one call).
 		n, calls, bytes := 0, 0, 0
 		for calls < len(q.dones) {
-			k := q.dones[calls].n
-			sz := 0
-			for _, m := range q.msgs[n : n+k] {
-				sz += len(m.Key) + len(m.Payload) + len(m.ID) + 16
-				for _, h := range m.Headers {
-					sz += len(h.Key) + len(h.Value) + 8
-				}
-			}
+			k, sz := q.dones[calls].n, q.dones[calls].bytes
 			if calls > 0 && (n+k > c.opts.MaxBatch || bytes+sz > c.opts.MaxRequestBytes/2) {
 				break
 			}
@@ -887,7 +915,7 @@ func (c *Client) flush(k queueKey, q *pubQueue) {
 		q.dones = q.dones[calls:]
 		c.mu.Unlock()
 		p := int32(k.part)
-		req := &pb.PublishRequest{Topic: k.topic, Partition: &p, Messages: messagesPB(msgs), AckRanges: true}
+		req := &pb.PublishRequest{Topic: k.topic, Partition: &p, Messages: msgs, AckRanges: true}
 		c.send(req, func(acks []PublishAck, err error) {
 			off := 0
 			for _, d := range dones {

@@ -327,18 +327,11 @@ func (b *batcher) take(pending []*pubReq) (batch, rest []*pubReq) {
 // submit proposes one entry carrying the messages of batch.
 func (b *batcher) submit(batch []*pubReq) (raft.ApplyFuture, error) {
 	n := b.n
-	cmd := &fsm.Publish{Topic: b.key.topic, Partition: b.key.part, Timestamp: time.Now().UnixNano()}
-	if len(batch) == 1 {
-		cmd.Messages = batch[0].msgs
-	} else {
-		for _, r := range batch {
-			cmd.Messages = append(cmd.Messages, r.msgs...)
-		}
+	parts := make([][]journal.Message, len(batch))
+	for i, r := range batch {
+		parts[i] = r.msgs
 	}
-	data, err := fsm.Encode(cmd)
-	if err != nil {
-		return nil, err
-	}
+	data := fsm.EncodePublishParts(b.key.topic, b.key.part, time.Now().UnixNano(), parts)
 	if err := n.usable(); err != nil {
 		return nil, err
 	}

@@ -229,31 +229,42 @@ func appendBytes(b, v []byte) []byte {
 // encodePublish: op, topic, partition, timestamp, count, then per message
 // key, id, headers (count, then key and value each), timestamp, payload.
 func encodePublish(c *Publish) []byte {
-	n := 32 + len(c.Topic)
-	for i := range c.Messages {
-		m := &c.Messages[i]
-		n += 24 + len(m.Key) + len(m.ID) + len(m.Payload)
-		for _, h := range m.Headers {
-			n += 8 + len(h.Key) + len(h.Value)
+	return EncodePublishParts(c.Topic, c.Partition, c.Timestamp, [][]journal.Message{c.Messages})
+}
+
+// EncodePublishParts encodes the Publish command whose messages are those
+// of parts, in order, without gathering them into one slice first.
+func EncodePublishParts(topic string, partition int, timestamp int64, parts [][]journal.Message) []byte {
+	n, count := 32+len(topic), 0
+	for _, msgs := range parts {
+		count += len(msgs)
+		for i := range msgs {
+			m := &msgs[i]
+			n += 24 + len(m.Key) + len(m.ID) + len(m.Payload)
+			for _, h := range m.Headers {
+				n += 8 + len(h.Key) + len(h.Value)
+			}
 		}
 	}
 	b := make([]byte, 0, n)
 	b = append(b, byte(OpPublish))
-	b = appendString(b, c.Topic)
-	b = binary.AppendUvarint(b, uint64(c.Partition))
-	b = binary.AppendVarint(b, c.Timestamp)
-	b = binary.AppendUvarint(b, uint64(len(c.Messages)))
-	for i := range c.Messages {
-		m := &c.Messages[i]
-		b = appendBytes(b, m.Key)
-		b = appendString(b, m.ID)
-		b = binary.AppendUvarint(b, uint64(len(m.Headers)))
-		for _, h := range m.Headers {
-			b = appendString(b, h.Key)
-			b = appendBytes(b, h.Value)
+	b = appendString(b, topic)
+	b = binary.AppendUvarint(b, uint64(partition))
+	b = binary.AppendVarint(b, timestamp)
+	b = binary.AppendUvarint(b, uint64(count))
+	for _, msgs := range parts {
+		for i := range msgs {
+			m := &msgs[i]
+			b = appendBytes(b, m.Key)
+			b = appendString(b, m.ID)
+			b = binary.AppendUvarint(b, uint64(len(m.Headers)))
+			for _, h := range m.Headers {
+				b = appendString(b, h.Key)
+				b = appendBytes(b, h.Value)
+			}
+			b = binary.AppendVarint(b, m.Timestamp)
+			b = appendBytes(b, m.Payload)
 		}
-		b = binary.AppendVarint(b, m.Timestamp)
-		b = appendBytes(b, m.Payload)
 	}
 	return b
 }

@@ -453,19 +453,27 @@ func (f *FSM) publish(index uint64, c *Publish, limit int) (*PublishResult, erro
 	fresh := c.Messages
 	next := p.Next()
 	if t.Config.DedupWindow > 0 {
-		fresh = make([]journal.Message, 0, len(c.Messages))
+		// fresh is c.Messages until the first duplicate, a copy without
+		// the duplicates after it.
+		copied := false
 		for i := range c.Messages {
 			m := &c.Messages[i]
 			if m.ID != "" {
 				if e, ok := t.dedup.get(m.ID); ok {
 					res.Partitions[i], res.Offsets[i], res.Duplicate[i] = e.Partition, e.Offset, true
+					if !copied {
+						fresh = append(make([]journal.Message, 0, len(c.Messages)-1), c.Messages[:i]...)
+						copied = true
+					}
 					continue
 				}
 				t.dedup.add(dedupEntry{ID: m.ID, Partition: c.Partition, Offset: next, Timestamp: c.Timestamp})
 			}
 			res.Offsets[i] = next
 			next++
-			fresh = append(fresh, *m)
+			if copied {
+				fresh = append(fresh, *m)
+			}
 		}
 	} else {
 		for i := range res.Offsets {

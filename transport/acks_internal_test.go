@@ -7,7 +7,7 @@ import (
 )
 
 func TestAcksOut(t *testing.T) {
-	parts := []int32{0, 0, 0, 1, 1, 0}
+	parts := []int{0, 0, 0, 1, 1, 0}
 	offs := []uint64{5, 6, 7, 2, 3, 9}
 	none := make([]bool, 6)
 
@@ -38,7 +38,7 @@ func TestAcksOut(t *testing.T) {
 			t.Fatalf("ranges %v, acks %v", r.GetRanges(), r.GetAcks())
 		}
 		for i, a := range r.GetAcks() {
-			if a.GetPartition() != parts[i] || a.GetOffset() != offs[i] || a.GetDuplicate() != tc.dups[i] {
+			if int(a.GetPartition()) != parts[i] || a.GetOffset() != offs[i] || a.GetDuplicate() != tc.dups[i] {
 				t.Fatalf("ack %d: %v", i, a)
 			}
 		}

@@ -352,10 +352,17 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func(*p
 			done(nil, fmt.Errorf("%w: partition %d of %q (it has %d)", fsm.ErrPartitionRange, p, r.GetTopic(), n))
 			return
 		}
-		for i := range msgs {
-			byPart[p] = append(byPart[p], i)
+		// One partition: its result is the response, in message order.
+		if err := s.node.PublishAsync(ctx, r.GetTopic(), p, msgs, func(res *fsm.PublishResult, err error) {
+			if err != nil {
+				done(nil, err)
+				return
+			}
+			done(acksOut(r, res.Partitions, res.Offsets, res.Duplicate), nil)
+		}); err != nil {
+			done(nil, err)
 		}
-		order = []int{p}
+		return
 	} else {
 		keys := make([][]byte, len(msgs))
 		for i := range msgs {
@@ -363,7 +370,7 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func(*p
 		}
 		byPart, order = s.node.Route(keys, n)
 	}
-	parts := make([]int32, len(msgs))
+	parts := make([]int, len(msgs))
 	offs := make([]uint64, len(msgs))
 	dups := make([]bool, len(msgs))
 	var mu sync.Mutex
@@ -374,7 +381,7 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func(*p
 		errs = append(errs, err)
 		if err == nil {
 			for k, i := range idx {
-				parts[i], offs[i], dups[i] = int32(res.Partitions[k]), res.Offsets[k], res.Duplicate[k]
+				parts[i], offs[i], dups[i] = res.Partitions[k], res.Offsets[k], res.Duplicate[k]
 			}
 		}
 		left--
@@ -410,24 +417,27 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func(*p
 // acksOut is the response to r whose messages were stored at parts[i],
 // offs[i] (dups[i]: a duplicate, there before): ack ranges when the client
 // reads them and no message is a duplicate, else an ack per message.
-func acksOut(r *pb.PublishRequest, parts []int32, offs []uint64, dups []bool) *pb.PublishResponse {
+func acksOut(r *pb.PublishRequest, parts []int, offs []uint64, dups []bool) *pb.PublishResponse {
 	out := &pb.PublishResponse{}
 	if r.GetAckRanges() && !slices.Contains(dups, true) {
 		for i := range parts {
 			if n := len(out.Ranges); n > 0 {
 				last := out.Ranges[n-1]
-				if last.Partition == parts[i] && last.FirstOffset+uint64(last.Count) == offs[i] {
+				if last.Partition == int32(parts[i]) && last.FirstOffset+uint64(last.Count) == offs[i] {
 					last.Count++
 					continue
 				}
 			}
-			out.Ranges = append(out.Ranges, &pb.AckRange{Partition: parts[i], FirstOffset: offs[i], Count: 1})
+			out.Ranges = append(out.Ranges, &pb.AckRange{Partition: int32(parts[i]), FirstOffset: offs[i], Count: 1})
 		}
 		return out
 	}
+	acks := make([]pb.PublishAck, len(parts))
 	out.Acks = make([]*pb.PublishAck, len(parts))
 	for i := range parts {
-		out.Acks[i] = &pb.PublishAck{Partition: parts[i], Offset: offs[i], Duplicate: dups[i]}
+		a := &acks[i]
+		a.Partition, a.Offset, a.Duplicate = int32(parts[i]), offs[i], dups[i]
+		out.Acks[i] = a
 	}
 	return out
 }

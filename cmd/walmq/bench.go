@@ -204,6 +204,10 @@ func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *
 	}
 	var firstErr error
 	var errOnce sync.Once
+	fail := func(err error) {
+		failed.Add(1)
+		errOnce.Do(func() { firstErr = err })
+	}
 	var wg sync.WaitGroup
 	for p := range o.producers {
 		count := o.n / o.producers
@@ -211,48 +215,18 @@ func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *
 			count++
 		}
 		lat[p] = make([]time.Duration, count)
+		bp := &benchProducer{ctx: ctx, c: clients[p], topic: o.topic, part: p % parts,
+			msgs: []walmq.Message{{Payload: payload}}, lat: lat[p], sem: make(chan struct{}, o.window),
+			prog: prog, acked: acked, fail: fail, retried: &retried}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, part := clients[p], p%parts
-			sem := make(chan struct{}, o.window)
-			msgs := []walmq.Message{{Payload: payload}}
 			for k := range count {
-				sem <- struct{}{}
-				t0 := time.Now()
-				// A publish that fails because the cluster is between
-				// leaders, or lost the node it went through, is sent again
-				// (as a producer would) for up to retryFor; its latency
-				// counts from the first try.
-				var publish func()
-				publish = func() {
-					err := c.PublishAsync(ctx, o.topic, part, msgs, func(_ []walmq.PublishAck, err error) {
-						if err != nil && benchRetryable(err) && time.Since(t0) < retryFor {
-							retried.Add(1)
-							time.AfterFunc(20*time.Millisecond, publish)
-							return
-						}
-						lat[p][k] = time.Since(t0)
-						if err != nil {
-							failed.Add(1)
-							errOnce.Do(func() { firstErr = err })
-						} else {
-							acked()
-						}
-						prog.add(1)
-						<-sem
-					})
-					if err != nil {
-						lat[p][k] = time.Since(t0)
-						failed.Add(1)
-						errOnce.Do(func() { firstErr = err })
-						<-sem
-					}
-				}
-				publish()
+				bp.sem <- struct{}{}
+				bp.publish(k, time.Now())
 			}
 			for range o.window {
-				sem <- struct{}{}
+				bp.sem <- struct{}{}
 			}
 		}()
 	}
@@ -280,6 +254,49 @@ func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *
 		fmt.Fprintf(a.stderr, "%d publishes failed; the first error: %v\n", res.Failed, firstErr)
 	}
 	return res, nil
+}
+
+// benchProducer is one producer of benchPublish: up to cap(sem)
+// publishes in flight on its own client.
+type benchProducer struct {
+	ctx     context.Context
+	c       *walmq.Client
+	topic   string
+	part    int
+	msgs    []walmq.Message
+	lat     []time.Duration // per publish, from the first try to its ack
+	sem     chan struct{}   // a slot per publish in flight
+	prog    *progress
+	acked   func()
+	fail    func(error)
+	retried *atomic.Int64
+}
+
+// publish sends publish k, first tried at t0. A publish that fails
+// because the cluster is between leaders, or lost the node it went
+// through, is sent again (as a producer would) for up to retryFor; its
+// latency counts from the first try.
+func (p *benchProducer) publish(k int, t0 time.Time) {
+	err := p.c.PublishAsync(p.ctx, p.topic, p.part, p.msgs, func(_ []walmq.PublishAck, err error) {
+		if err != nil && benchRetryable(err) && time.Since(t0) < retryFor {
+			p.retried.Add(1)
+			time.AfterFunc(20*time.Millisecond, func() { p.publish(k, t0) })
+			return
+		}
+		p.lat[k] = time.Since(t0)
+		if err != nil {
+			p.fail(err)
+		} else {
+			p.acked()
+		}
+		p.prog.add(1)
+		<-p.sem
+	})
+	if err != nil {
+		p.lat[k] = time.Since(t0)
+		p.fail(err)
+		<-p.sem
+	}
 }
 
 // benchConsume drains the group until it got want messages or nothing
