@@ -344,8 +344,6 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func(*p
 		done(nil, err)
 		return
 	}
-	byPart := map[int][]int{}
-	var order []int
 	if r.Partition != nil {
 		p := int(r.GetPartition())
 		if p < 0 || p >= n {
@@ -363,13 +361,12 @@ func (s *Server) publish(ctx context.Context, r *pb.PublishRequest, done func(*p
 			done(nil, err)
 		}
 		return
-	} else {
-		keys := make([][]byte, len(msgs))
-		for i := range msgs {
-			keys[i] = msgs[i].Key
-		}
-		byPart, order = s.node.Route(keys, n)
 	}
+	keys := make([][]byte, len(msgs))
+	for i := range msgs {
+		keys[i] = msgs[i].Key
+	}
+	byPart, order := s.node.Route(keys, n)
 	parts := make([]int, len(msgs))
 	offs := make([]uint64, len(msgs))
 	dups := make([]bool, len(msgs))
