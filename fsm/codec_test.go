@@ -109,3 +109,20 @@ func normalizeCmd(cmd any) any {
 	}
 	return &out
 }
+
+// TestEncodePublishParts: an entry encoded from its requests' slices is
+// the entry of the gathered messages, byte for byte.
+func TestEncodePublishParts(t *testing.T) {
+	all := sampleCommands()[0].(*Publish).Messages
+	all = append(all, journal.Message{Key: []byte("k3"), Payload: []byte("third")})
+	parts := [][]journal.Message{all[:1], nil, all[1:]}
+	want := encodePublish(&Publish{Topic: "orders", Partition: 3, Timestamp: 9, Messages: all})
+	got := EncodePublishParts("orders", 3, 9, parts)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("parts encode to %x, want %x", got, want)
+	}
+	cmd, err := Decode(got)
+	if err != nil || !reflect.DeepEqual(cmd.(*Publish).Messages, all) {
+		t.Fatalf("decoded %+v, %v", cmd, err)
+	}
+}

@@ -466,3 +466,34 @@ func TestDeadLetterAtTheSizeLimit(t *testing.T) {
 		t.Fatalf("dead-letter topic: %+v %v", ti, err)
 	}
 }
+
+// TestDuplicatesInsideABatch: a batch whose messages repeat an earlier
+// id, or each other's, stores only the first of each id, in order; a
+// batch without repeats is stored whole.
+func TestDuplicatesInsideABatch(t *testing.T) {
+	m := newMachine(t, filepath.Join(t.TempDir(), "topics"))
+	m.ok(&fsm.CreateTopic{Name: "t", Config: fsm.TopicConfig{Partitions: 1, DedupWindow: time.Hour}})
+	m.ok(&fsm.Publish{Topic: "t", Timestamp: 1, Messages: []journal.Message{{ID: "a", Payload: []byte("a1")}}})
+	batch := []journal.Message{
+		{ID: "b", Payload: []byte("b1")},
+		{ID: "a", Payload: []byte("a2")}, // repeats the first batch
+		{ID: "c", Payload: []byte("c1")},
+		{ID: "c", Payload: []byte("c2")}, // repeats this batch
+		{Payload: []byte("no id")},
+	}
+	res := m.ok(&fsm.Publish{Topic: "t", Timestamp: 2, Messages: batch}).(*fsm.PublishResult)
+	wantOffs := []uint64{1, 0, 2, 2, 3}
+	wantDup := []bool{false, true, false, true, false}
+	if !reflect.DeepEqual(res.Offsets, wantOffs) || !reflect.DeepEqual(res.Duplicate, wantDup) {
+		t.Fatalf("offsets %v duplicate %v, want %v %v", res.Offsets, res.Duplicate, wantOffs, wantDup)
+	}
+	if batch[1].Payload == nil || string(batch[3].Payload) != "c2" {
+		t.Fatal("the state machine changed the command's messages")
+	}
+	m.ok(&fsm.Publish{Topic: "t", Timestamp: 3, Messages: []journal.Message{{ID: "d", Payload: []byte("d1")}, {ID: "e", Payload: []byte("e1")}}})
+	got := observe(t, m.f).Messages["t"][0]
+	want := []string{"0:a:a1:[]", "1:b:b1:[]", "2:c:c1:[]", "3::no id:[]", "4:d:d1:[]", "5:e:e1:[]"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+}
