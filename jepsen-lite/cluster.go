@@ -31,16 +31,21 @@ func buildNode(ctx context.Context, dir, tags string) (string, error) {
 	return bin, nil
 }
 
-// freeAddr returns a 127.0.0.1 address whose port is free now, taken below
-// the kernel's ephemeral range: a port from that range could be taken, in
-// the moment before the node binds it (or while it is down between a kill
-// and its restart), by any process's outgoing connection.
+// freeAddr returns a 127.0.0.1 address whose port is free now, taken
+// outside the kernel's ephemeral range: a port from that range could be
+// taken, in the moment before the node binds it (or while it is down
+// between a kill and its restart), by any process's outgoing connection.
+// A port is handed out once per process, so that two nodes (or two
+// clusters of one test binary) never share one.
 func freeAddr() (string, error) {
-	lo, hi := 10000, ephemeralLow()
+	lo, hi := portRange()
 	var err error
 	for range 100 {
 		var ln net.Listener
 		port := lo + rand.IntN(hi-lo)
+		if !claimPort(port) {
+			continue
+		}
 		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			ln.Close()
 			return ln.Addr().String(), nil
@@ -49,17 +54,49 @@ func freeAddr() (string, error) {
 	return "", fmt.Errorf("no free port in [%d, %d): %w", lo, hi, err)
 }
 
-// ephemeralLow is the first port of the kernel's ephemeral range.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
+// pickAddr is freeAddr, but for the test of a port taken before its node
+// binds it.
+var pickAddr = freeAddr
+
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{} // handed out by freeAddr
+)
+
+// claimPort reports whether port was not handed out before, and records it.
+func claimPort(port int) bool {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if ports[port] {
+		return false
+	}
+	ports[port] = true
+	return true
+}
+
+// portRange is the widest range of ports, within [10000, 65536), that lies
+// outside the kernel's ephemeral range; [10000, 32768) if that cannot be
+// read.
+func portRange() (lo, hi int) {
+	elo, ehi := 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
-				return n
+			a, errA := strconv.Atoi(f[0])
+			b, errB := strconv.Atoi(f[1])
+			if errA == nil && errB == nil && a <= b {
+				elo, ehi = a, b
 			}
 		}
 	}
-	return 32768
+	below := [2]int{10000, min(elo, 65536)}
+	above := [2]int{max(ehi+1, 10000), 65536}
+	switch {
+	case below[1]-below[0] >= above[1]-above[0] && below[1]-below[0] >= 1000:
+		return below[0], below[1]
+	case above[1]-above[0] >= 1000:
+		return above[0], above[1]
+	}
+	return 10000, 65536 // no room outside it: retries at start cover a clash
 }
 
 // The nodes' journal segment size and scrub interval.
@@ -107,8 +144,31 @@ type Cluster struct {
 }
 
 // StartCluster starts n nodes under dir and waits until they answer and
-// have a leader. On error everything started is stopped.
-func StartCluster(ctx context.Context, bin, dir string, n int, logf func(string, ...any)) (_ *Cluster, err error) {
+// have a leader. On error everything started is stopped. A node that
+// finds one of its ports taken (by a process outside the harness, between
+// freeAddr's check and its bind) makes it start the cluster again, afresh,
+// on other ports.
+func StartCluster(ctx context.Context, bin, dir string, n int, logf func(string, ...any)) (*Cluster, error) {
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		c, err := startCluster(ctx, bin, dir, n, logf)
+		if err == nil || !errors.Is(err, errPortTaken) || attempt == attempts {
+			return c, err
+		}
+		logf("%v; starting the cluster again on other ports", err)
+		for i := range n {
+			if err := os.RemoveAll(filepath.Join(dir, fmt.Sprintf("n%d", i+1))); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// errPortTaken marks a node's start that failed because a port it was
+// given was taken.
+var errPortTaken = errors.New("port taken")
+
+func startCluster(ctx context.Context, bin, dir string, n int, logf func(string, ...any)) (_ *Cluster, err error) {
 	c := &Cluster{bin: bin, byID: map[string]*node{}, admin: map[string]*walmq.Client{}, logf: logf}
 	defer func() {
 		if err != nil {
@@ -119,10 +179,10 @@ func StartCluster(ctx context.Context, bin, dir string, n int, logf func(string,
 	for i := range n {
 		nd := &node{dir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), state: killed}
 		nd.id = fmt.Sprintf("n%d", i+1)
-		if nd.raft, err = freeAddr(); err != nil {
+		if nd.raft, err = pickAddr(); err != nil {
 			return nil, err
 		}
-		if nd.api, err = freeAddr(); err != nil {
+		if nd.api, err = pickAddr(); err != nil {
 			return nil, err
 		}
 		c.nodes = append(c.nodes, nd)
@@ -252,7 +312,11 @@ func (c *Cluster) dialNode(ctx context.Context, nd *node) (*walmq.Client, error)
 		}
 		select {
 		case <-nd.exited:
-			return nil, fmt.Errorf("%s exited at start: %s", nd.id, lastLine(filepath.Join(nd.dir, "node.log")))
+			last := lastLine(filepath.Join(nd.dir, "node.log"))
+			if strings.Contains(last, "address already in use") {
+				return nil, fmt.Errorf("%s exited at start: %s: %w", nd.id, last, errPortTaken)
+			}
+			return nil, fmt.Errorf("%s exited at start: %s", nd.id, last)
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
