@@ -2,33 +2,31 @@ package walmq_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/walmq/walmq"
+	"github.com/walmq/walmq/internal/freeport"
 	"github.com/walmq/walmq/transport"
 )
 
-// freePorts returns n TCP ports on 127.0.0.1 that were free a moment ago.
+// freePorts returns n 127.0.0.1 addresses that were free a moment ago,
+// outside the kernel's ephemeral range (see internal/freeport).
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
-	var ls []net.Listener
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		a, err := freeport.Addr()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
+		out = append(out, a)
 	}
 	return out
 }
@@ -53,32 +51,58 @@ func (m *member) stop() {
 	})
 }
 
+// startCluster starts three members on 127.0.0.1. Their client addresses
+// are the kernel's choice; their Raft addresses, which every member must
+// know before it starts, are picked beforehand, so another process may
+// take one first: the cluster is then started again on other ports.
 func startCluster(t *testing.T) []*member {
 	t.Helper()
-	raftAddrs, clientAddrs := freePorts(t, 3), freePorts(t, 3)
+	for attempt := 1; ; attempt++ {
+		ms, err := tryStartCluster(t)
+		if err == nil {
+			for _, m := range ms {
+				t.Cleanup(m.stop)
+			}
+			return ms
+		}
+		if attempt == 3 || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatal(err)
+		}
+		t.Logf("%v; starting the cluster again on other ports", err)
+	}
+}
+
+func tryStartCluster(t *testing.T) (_ []*member, err error) {
+	raftAddrs := freePorts(t, 3)
 	var peers []walmq.Peer
 	for i := range 3 {
 		peers = append(peers, walmq.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: raftAddrs[i]})
 	}
 	base := t.TempDir()
-	ms := make([]*member, 3)
+	var ms []*member
+	defer func() {
+		if err != nil {
+			for _, m := range ms {
+				m.stop()
+			}
+		}
+	}()
 	for i := range 3 {
 		id := peers[i].ID
 		e, err := walmq.Open(filepath.Join(base, id), walmq.Options{NodeID: id, RaftAddr: raftAddrs[i], Peers: peers})
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		srv, err := transport.NewServer(e.Node(), transport.Options{Listen: clientAddrs[i]})
+		srv, err := transport.NewServer(e.Node(), transport.Options{Listen: "127.0.0.1:0"})
 		if err != nil {
 			e.Close()
-			t.Fatal(err)
+			return nil, err
 		}
 		m := &member{id: id, e: e, srv: srv, served: make(chan error, 1)}
 		go func() { m.served <- srv.Serve() }()
-		ms[i] = m
-		t.Cleanup(m.stop)
+		ms = append(ms, m)
 	}
-	return ms
+	return ms, nil
 }
 
 func (m *member) addr() string { return m.srv.TCPAddr().String() }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/walmq/walmq"
+	"github.com/walmq/walmq/internal/freeport"
 )
 
 // buildNode builds walmq-node into dir and returns the binary's path. The
@@ -31,73 +30,10 @@ func buildNode(ctx context.Context, dir, tags string) (string, error) {
 	return bin, nil
 }
 
-// freeAddr returns a 127.0.0.1 address whose port is free now, taken
-// outside the kernel's ephemeral range: a port from that range could be
-// taken, in the moment before the node binds it (or while it is down
-// between a kill and its restart), by any process's outgoing connection.
-// A port is handed out once per process, so that two nodes (or two
-// clusters of one test binary) never share one.
-func freeAddr() (string, error) {
-	lo, hi := portRange()
-	var err error
-	for range 100 {
-		var ln net.Listener
-		port := lo + rand.IntN(hi-lo)
-		if !claimPort(port) {
-			continue
-		}
-		if ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			ln.Close()
-			return ln.Addr().String(), nil
-		}
-	}
-	return "", fmt.Errorf("no free port in [%d, %d): %w", lo, hi, err)
-}
-
-// pickAddr is freeAddr, but for the test of a port taken before its node
-// binds it.
-var pickAddr = freeAddr
-
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{} // handed out by freeAddr
-)
-
-// claimPort reports whether port was not handed out before, and records it.
-func claimPort(port int) bool {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	if ports[port] {
-		return false
-	}
-	ports[port] = true
-	return true
-}
-
-// portRange is the widest range of ports, within [10000, 65536), that lies
-// outside the kernel's ephemeral range; [10000, 32768) if that cannot be
-// read.
-func portRange() (lo, hi int) {
-	elo, ehi := 32768, 60999
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			a, errA := strconv.Atoi(f[0])
-			b, errB := strconv.Atoi(f[1])
-			if errA == nil && errB == nil && a <= b {
-				elo, ehi = a, b
-			}
-		}
-	}
-	below := [2]int{10000, min(elo, 65536)}
-	above := [2]int{max(ehi+1, 10000), 65536}
-	switch {
-	case below[1]-below[0] >= above[1]-above[0] && below[1]-below[0] >= 1000:
-		return below[0], below[1]
-	case above[1]-above[0] >= 1000:
-		return above[0], above[1]
-	}
-	return 10000, 65536 // no room outside it: retries at start cover a clash
-}
+// pickAddr gives the nodes' private addresses (freeport.Addr: outside the
+// kernel's ephemeral range, once per process); a variable for the test of
+// a port taken before its node binds it.
+var pickAddr = freeport.Addr
 
 // The nodes' journal segment size and scrub interval.
 const (
@@ -146,7 +82,7 @@ type Cluster struct {
 // StartCluster starts n nodes under dir and waits until they answer and
 // have a leader. On error everything started is stopped. A node that
 // finds one of its ports taken (by a process outside the harness, between
-// freeAddr's check and its bind) makes it start the cluster again, afresh,
+// the harness's check and its bind) makes it start the cluster again, afresh,
 // on other ports.
 func StartCluster(ctx context.Context, bin, dir string, n int, logf func(string, ...any)) (*Cluster, error) {
 	const attempts = 3

@@ -10,10 +10,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/walmq/walmq/internal/freeport"
 )
 
 // TestStartClusterRetriesTakenPort: a port that another process takes
-// between freeAddr's check and the node's bind makes that node exit at
+// between the harness's check and the node's bind makes that node exit at
 // start; StartCluster must then start the cluster again on other ports,
 // and the cluster must come up with a leader.
 func TestStartClusterRetriesTakenPort(t *testing.T) {
@@ -44,9 +46,9 @@ func TestStartClusterRetriesTakenPort(t *testing.T) {
 		if calls == 4 { // n2's client address, on the first attempt
 			return taken.Addr().String(), nil
 		}
-		return freeAddr()
+		return freeport.Addr()
 	}
-	defer func() { pickAddr = freeAddr }()
+	defer func() { pickAddr = freeport.Addr }()
 	var log strings.Builder
 	logf := func(format string, args ...any) {
 		mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -445,12 +444,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t) // nothing listens there
 	for _, server := range []string{addr, "unix://" + t.TempDir() + "/none.sock"} {
 		start := time.Now()
 		r := cli(t, server, "", "status", "--timeout", "20s")

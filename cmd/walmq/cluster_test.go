@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,17 +11,18 @@ import (
 	"time"
 
 	"github.com/walmq/walmq/cmd/internal/proctest"
+	"github.com/walmq/walmq/internal/freeport"
 )
 
-// freeAddr is a free TCP port of 127.0.0.1 (free when it returns).
+// freeAddr is a free TCP port of 127.0.0.1 (free when it returns),
+// outside the kernel's ephemeral range (see internal/freeport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // clusterMember is a walmq-node process of a test cluster.
