@@ -15,6 +15,7 @@ import (
 
 func main() {
 	tuneGC(os.Getenv)
+	tuneProcs(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -26,5 +27,29 @@ func TestTuneGC(t *testing.T) {
 	}
 	if now := debug.SetGCPercent(100); now != 100 {
 		t.Fatalf("GC percent after tuneGC with GOGC set = %d, want it untouched (100)", now)
+	}
+}
+
+func TestTuneProcs(t *testing.T) {
+	orig := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(orig)
+
+	if got := tuneProcs(func(string) string { return "" }); got != orig+1 {
+		t.Fatalf("tuneProcs with GOMAXPROCS unset = %d, want %d", got, orig+1)
+	}
+	if now := runtime.GOMAXPROCS(orig); now != orig+1 {
+		t.Fatalf("GOMAXPROCS after tuneProcs = %d, want %d", now, orig+1)
+	}
+	env := func(k string) string {
+		if k == "GOMAXPROCS" {
+			return "1"
+		}
+		return ""
+	}
+	if got := tuneProcs(env); got != 0 {
+		t.Fatalf("tuneProcs with GOMAXPROCS=1 set %d, want nothing", got)
+	}
+	if now := runtime.GOMAXPROCS(0); now != orig {
+		t.Fatalf("GOMAXPROCS after tuneProcs with GOMAXPROCS set = %d, want it untouched (%d)", now, orig)
 	}
 }
