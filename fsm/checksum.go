@@ -48,13 +48,7 @@ func (f *FSM) Digest(topic string, part int, upto uint64) (PartitionDigest, erro
 			}
 			buf = binary.BigEndian.AppendUint64(buf[:0], m.Offset)
 			buf = binary.BigEndian.AppendUint64(buf, uint64(m.Timestamp))
-			buf = appendBytes(buf, m.Key)
-			buf = appendString(buf, m.ID)
-			buf = binary.AppendUvarint(buf, uint64(len(m.Headers)))
-			for _, h := range m.Headers {
-				buf = appendString(buf, h.Key)
-				buf = appendBytes(buf, h.Value)
-			}
+			buf = appendKeyIDHeaders(buf, m)
 			buf = appendBytes(buf, m.Payload)
 			d.CRC32C = crc32.Update(d.CRC32C, castagnoli, buf)
 			d.Messages++

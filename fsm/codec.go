@@ -226,6 +226,20 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
+// appendKeyIDHeaders appends a message's key, id and headers (their
+// count, then key and value each): the part of a message that the publish
+// command and the partition digest (checksum.go) encode alike.
+func appendKeyIDHeaders(b []byte, m *journal.Message) []byte {
+	b = appendBytes(b, m.Key)
+	b = appendString(b, m.ID)
+	b = binary.AppendUvarint(b, uint64(len(m.Headers)))
+	for _, h := range m.Headers {
+		b = appendString(b, h.Key)
+		b = appendBytes(b, h.Value)
+	}
+	return b
+}
+
 // encodePublish: op, topic, partition, timestamp, count, then per message
 // key, id, headers (count, then key and value each), timestamp, payload.
 func encodePublish(c *Publish) []byte {
@@ -255,13 +269,7 @@ func EncodePublishParts(topic string, partition int, timestamp int64, parts [][]
 	for _, msgs := range parts {
 		for i := range msgs {
 			m := &msgs[i]
-			b = appendBytes(b, m.Key)
-			b = appendString(b, m.ID)
-			b = binary.AppendUvarint(b, uint64(len(m.Headers)))
-			for _, h := range m.Headers {
-				b = appendString(b, h.Key)
-				b = appendBytes(b, h.Value)
-			}
+			b = appendKeyIDHeaders(b, m)
 			b = binary.AppendVarint(b, m.Timestamp)
 			b = appendBytes(b, m.Payload)
 		}
