@@ -16,12 +16,7 @@ func TestTuneGC(t *testing.T) {
 	if now := debug.SetGCPercent(100); now != defaultGCPercent {
 		t.Fatalf("GC percent after tuneGC = %d, want %d", now, defaultGCPercent)
 	}
-	env := func(k string) string {
-		if k == "GOGC" {
-			return "50"
-		}
-		return ""
-	}
+	env := envWith("GOGC", "50")
 	if got := tuneGC(env); got != 0 {
 		t.Fatalf("tuneGC with GOGC=50 set %d, want nothing", got)
 	}
@@ -40,16 +35,21 @@ func TestTuneProcs(t *testing.T) {
 	if now := runtime.GOMAXPROCS(orig); now != orig+1 {
 		t.Fatalf("GOMAXPROCS after tuneProcs = %d, want %d", now, orig+1)
 	}
-	env := func(k string) string {
-		if k == "GOMAXPROCS" {
-			return "1"
-		}
-		return ""
-	}
+	env := envWith("GOMAXPROCS", "1")
 	if got := tuneProcs(env); got != 0 {
 		t.Fatalf("tuneProcs with GOMAXPROCS=1 set %d, want nothing", got)
 	}
 	if now := runtime.GOMAXPROCS(0); now != orig {
 		t.Fatalf("GOMAXPROCS after tuneProcs with GOMAXPROCS set = %d, want it untouched (%d)", now, orig)
+	}
+}
+
+// envWith is a getenv where only key is set, to value.
+func envWith(key, value string) func(string) string {
+	return func(k string) string {
+		if k == key {
+			return value
+		}
+		return ""
 	}
 }
