@@ -56,6 +56,10 @@ type Options struct {
 	// MiB/s). Damaged segments are repaired from peers (see cluster.Config).
 	ScrubInterval       time.Duration
 	ScrubBytesPerSecond int64
+	// SyncLeaderLog makes a leader write its raft log before it
+	// replicates instead of in parallel with its followers (see
+	// cluster.Config).
+	SyncLeaderLog bool
 }
 
 // Peer is one server of a cluster: its node id and Raft address.
@@ -108,6 +112,7 @@ func Open(dir string, opts Options) (*Embedded, error) {
 		NoBootstrap:         opts.NoBootstrap,
 		ScrubInterval:       opts.ScrubInterval,
 		ScrubBytesPerSecond: opts.ScrubBytesPerSecond,
+		SyncLeaderLog:       opts.SyncLeaderLog,
 	})
 	if err != nil {
 		return nil, err

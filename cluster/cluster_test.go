@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -604,6 +605,73 @@ func TestSplitPublishAcrossTransfer(t *testing.T) {
 		t.Logf("round %d: %v; %d stored", round, err, stored)
 		if errors.Is(err, cluster.ErrNotLeader) && stored > 0 {
 			t.Fatalf("publish reported refused (%v) but %d of its messages were stored", err, stored)
+		}
+	}
+}
+
+// TestLeaderLogWrittenInParallel stalls the leader's own raft log write:
+// the followers store the entry and raft counts it committed, yet nothing
+// applies or acknowledges it until it is on the leader's disk too (the
+// commit index sent to followers is capped at the leader's durable
+// prefix, and the leader's state machine waits for its write).
+func TestLeaderLogWrittenInParallel(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	createTopic(t, c, "t", 1)
+	lid := c.leader()
+	l := c.node(lid)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("before")}}); err != nil {
+		t.Fatal(err)
+	}
+	before := l.Raft().LastIndex()
+	release := l.StallLogWrites()
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("stalled")}})
+		done <- err
+	}()
+	var idx uint64
+	waitUntil(t, "the leader dispatches the entry", func() bool {
+		idx = l.Raft().LastIndex()
+		return idx > before
+	})
+	followers := others(c, lid)
+	waitUntil(t, "followers store the entry and raft commits it", func() bool {
+		for _, id := range followers {
+			if c.node(id).Raft().LastIndex() < idx {
+				return false
+			}
+		}
+		ci, _ := strconv.ParseUint(l.Raft().Stats()["commit_index"], 10, 64)
+		return ci >= idx
+	})
+	time.Sleep(200 * time.Millisecond) // 40 commit timeouts: followers hear of every commit index
+	select {
+	case err := <-done:
+		t.Fatalf("publish answered (%v) before the leader wrote its entry", err)
+	default:
+	}
+	for _, id := range append(followers, lid) {
+		if a := c.node(id).FSM().AppliedIndex(); a >= idx {
+			t.Fatalf("%s applied %d before the leader wrote entry %d", id, a, idx)
+		}
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range followers {
+		waitUntil(t, id+" applies the entry", func() bool { return c.node(id).FSM().AppliedIndex() >= idx })
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
 		}
 	}
 }

@@ -58,6 +58,11 @@ type Config struct {
 	MaxBatchBytes    int
 	Linger           time.Duration
 	PipelineDepth    int
+	// SyncLeaderLog makes the leader write its raft log before it
+	// replicates, as hashicorp/raft does alone. By default the leader
+	// writes in parallel with its followers (see writeBehind): the same
+	// guarantee, one log write less on each commit's path.
+	SyncLeaderLog bool
 	// CommitEvery and CommitMaxDelay batch acks: they are committed when
 	// CommitEvery are pending (default 1024) or the oldest has waited
 	// CommitMaxDelay (default 20 ms).
@@ -197,11 +202,14 @@ func (c Config) withDefaults() (Config, error) {
 // Node is one walmq node: the Raft group member, its state machine and the
 // leader-side publish batching.
 type Node struct {
-	cfg   Config
-	log   hclog.Logger
-	raft  *raft.Raft
-	fsm   *fsm.FSM
-	bolt  *raftboltdb.BoltStore
+	cfg  Config
+	log  hclog.Logger
+	raft *raft.Raft
+	fsm  *fsm.FSM
+	bolt *raftboltdb.BoltStore
+	wlog *writeBehind // in front of bolt: the leader's log writes
+	// raftp is raft once NewRaft has returned, for the log's writer.
+	raftp atomic.Pointer[raft.Raft]
 	snaps *snapstore.Store
 	trans raft.Transport
 
@@ -232,7 +240,8 @@ type Node struct {
 	mu       sync.Mutex
 	batchers map[partKey]*batcher
 	closed   bool
-	fatal    chan struct{} // closed when the state machine fails
+	fatal    chan struct{} // closed when the state machine or the raft log fails
+	fatalOne sync.Once
 }
 
 // Open starts a node in cfg.Dir. A new directory is bootstrapped as a
@@ -269,6 +278,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// fail marks the node failed: it must be closed.
+func (n *Node) fail() { n.fatalOne.Do(func() { close(n.fatal) }) }
+
 // singleVoter reports whether this node is the only voter.
 func (n *Node) singleVoter() bool {
 	servers := n.servers()
@@ -302,18 +314,25 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("cluster: open raft log: %w", err)
 	}
+	n.wlog = newWriteBehind(n.bolt, func() bool {
+		r := n.raftp.Load()
+		return !cfg.SyncLeaderLog && r != nil && r.State() == raft.Leader
+	}, func(err error) {
+		n.log.Error("raft log write failed; the node must stop", "error", err)
+		n.fail()
+	})
 	n.snaps, err = snapstore.New(filepath.Join(cfg.Dir, "snapshots"), 2, cfg.Logger.Named("snapshots"))
 	if err != nil {
 		return fmt.Errorf("cluster: open snapshot store: %w", err)
 	}
 	n.snaps.SetFileCheck(fsm.CheckSnapshotFile) // never ship a damaged segment
-	var once sync.Once
 	n.fsm, err = fsm.New(fsm.Options{
 		Dir:             filepath.Join(cfg.Dir, "topics"),
 		Journal:         cfg.Journal,
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Logger:          cfg.Logger.Named("fsm"),
-		OnFatal:         func(error) { once.Do(func() { close(n.fatal) }) },
+		OnFatal:         func(error) { n.fail() },
+		WaitDurable:     n.wlog.waitDurable,
 	})
 	if err != nil {
 		return err
@@ -366,7 +385,7 @@ func (n *Node) open() error {
 			tc.Stream = tcp
 		}
 		nt := raft.NewNetworkTransportWithConfig(tc)
-		n.trans, addr = nt, nt.LocalAddr()
+		n.trans, addr = &clampTransport{Transport: nt, durable: n.wlog.durable}, nt.LocalAddr()
 	} else {
 		// One voter: nobody to wait for, so elect at once.
 		rc.HeartbeatTimeout = 50 * time.Millisecond
@@ -392,11 +411,12 @@ func (n *Node) open() error {
 	}
 	// The newest entries stay in memory: replication reads back every
 	// entry it sends, and a bolt read costs a transaction.
-	logs := newLogCache(n.bolt, 4096, 64<<20)
+	logs := newLogCache(n.wlog, 4096, 64<<20)
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.bolt, n.snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
+	n.raftp.Store(n.raft)
 	return nil
 }
 
@@ -618,6 +638,11 @@ func (n *Node) shutdown() error {
 	}
 	if n.fsm != nil {
 		if cerr := n.fsm.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if n.wlog != nil {
+		if cerr := n.wlog.Close(); err == nil {
 			err = cerr
 		}
 	}

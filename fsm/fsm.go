@@ -36,6 +36,11 @@ type Options struct {
 	// OnFatal is called once, from the apply goroutine, when applying a
 	// committed entry fails on storage. The node must stop.
 	OnFatal func(error)
+	// WaitDurable, if set, is called before a batch is applied with its
+	// last index and returns once the local raft log holds every entry up
+	// to it on disk (a leader that writes its log in parallel with
+	// replication). An error fails the state machine.
+	WaitDurable func(index uint64) error
 }
 
 // FSM is walmq's raft.BatchingFSM: it applies committed commands to the
@@ -232,6 +237,12 @@ func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 // result or its error.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
+	if w := f.opts.WaitDurable; w != nil && len(logs) > 0 && f.Err() == nil {
+		last := logs[len(logs)-1].Index
+		if err := w(last); err != nil {
+			f.fail(last, err)
+		}
+	}
 	for i, l := range logs {
 		if err := f.Err(); err != nil {
 			out[i] = err

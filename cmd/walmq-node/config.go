@@ -36,6 +36,7 @@ type config struct {
 
 	SegmentBytes  int64         // --segment-bytes, WALMQ_SEGMENT_BYTES; 0: the journal's default
 	ScrubInterval time.Duration // --scrub-interval, WALMQ_SCRUB_INTERVAL; 0 disables periodic scrubs
+	SyncLeaderLog bool          // --leader-log sync, WALMQ_LEADER_LOG
 }
 
 // errUsage marks an error in the command line: the usage was printed and
@@ -91,6 +92,7 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		join     = ""
 		segBytes = strconv.Itoa(journal.DefaultSegmentBytes)
 		scrub    = cluster.DefaultScrubInterval.String()
+		ldrLog   = "parallel"
 	)
 	settings := []setting{
 		{"data", "WALMQ_DATA", "data directory", &data},
@@ -104,6 +106,7 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 		{"join", "WALMQ_JOIN", "client address (host:port or unix:///path) of a running cluster's member: a new data directory joins that cluster (as a non-voter that is promoted once it has caught up) instead of starting its own", &join},
 		{"advertise", "WALMQ_ADVERTISE", "client address other nodes forward requests to (default the --listen address, or unix://<socket>)", &adv},
 		{"segment-bytes", "WALMQ_SEGMENT_BYTES", "size in bytes at which a partition's journal segment is sealed; give every node of a cluster the same", &segBytes},
+		{"leader-log", "WALMQ_LEADER_LOG", `how the leader writes its raft log: "parallel" with its followers' writes (an entry is applied and acknowledged only once it is on the leader's disk too), or "sync" before it replicates (hashicorp/raft's own order; one more write on each commit's path)`, &ldrLog},
 		{"scrub-interval", "WALMQ_SCRUB_INTERVAL", "how often every sealed segment is verified again after the pass that follows the start (a duration such as 24h; 0 disables the periodic passes); damaged segments are repaired from peers", &scrub},
 	}
 	socketSet := false
@@ -144,6 +147,15 @@ func loadConfig(args []string, env func(string) string, stderr io.Writer) (confi
 	err := parsePeers(&cfg, peers)
 	if err == nil {
 		err = parseStorage(&cfg, segBytes, scrub)
+	}
+	if err == nil {
+		switch strings.TrimSpace(ldrLog) {
+		case "parallel":
+		case "sync":
+			cfg.SyncLeaderLog = true
+		default:
+			err = fmt.Errorf(`invalid --leader-log %q: use "parallel" or "sync"`, ldrLog)
+		}
 	}
 	if err == nil {
 		err = cfg.validate(logLevel)

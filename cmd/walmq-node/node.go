@@ -58,7 +58,7 @@ func serve(ctx context.Context, cfg config, log hclog.Logger) (err error) {
 	}
 	b, err := walmq.Open(cfg.DataDir, walmq.Options{Logger: log, NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		RaftAdvertise: cfg.RaftAdvertise, Peers: cfg.Peers, NoBootstrap: cfg.Join != "",
-		SegmentBytes: cfg.SegmentBytes, ScrubInterval: scrub})
+		SegmentBytes: cfg.SegmentBytes, ScrubInterval: scrub, SyncLeaderLog: cfg.SyncLeaderLog})
 	if err != nil {
 		return fmt.Errorf("open broker in %s: %w", cfg.DataDir, err)
 	}

@@ -1,0 +1,222 @@
+package cluster
+
+import (
+	"errors"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// gatedStore is an in-memory log store whose writes wait for the test.
+type gatedStore struct {
+	*raft.InmemStore
+	gate   chan struct{} // a receive per StoreLogs call when non-nil
+	fail   atomic.Bool
+	writes atomic.Int32
+}
+
+func (s *gatedStore) StoreLogs(logs []*raft.Log) error {
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.writes.Add(1)
+	if s.fail.Load() {
+		return errors.New("disk on fire")
+	}
+	return s.InmemStore.StoreLogs(logs)
+}
+
+func (s *gatedStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// returns reports whether f returns within a short while.
+func returns(f func()) bool {
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(200 * time.Millisecond):
+		return false
+	}
+}
+
+func TestWriteBehindLeader(t *testing.T) {
+	st := &gatedStore{InmemStore: raft.NewInmemStore(), gate: make(chan struct{})}
+	var leading atomic.Bool
+	leading.Store(true)
+	w := newWriteBehind(st, leading.Load, func(error) { t.Error("unexpected failure") })
+	defer func() {
+		close(st.gate)
+		if err := w.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+
+	// A leader's command entries return before they are written, and read
+	// back from memory meanwhile.
+	if err := w.StoreLogs([]*raft.Log{entry(1, 10), entry(2, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.StoreLogs([]*raft.Log{entry(3, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := w.GetLog(3, &l); err != nil || l.Index != 3 {
+		t.Fatalf("GetLog(3) = %+v, %v", l, err)
+	}
+	if last, _ := w.LastIndex(); last != 3 {
+		t.Fatalf("LastIndex = %d, want 3", last)
+	}
+	if first, _ := w.FirstIndex(); first != 1 {
+		t.Fatalf("FirstIndex = %d, want 1", first)
+	}
+	if d := w.durable(); d != 0 {
+		t.Fatalf("durable = %d with 1-3 queued, want 0", d)
+	}
+	if returns(func() { w.waitDurable(1) }) {
+		t.Fatal("waitDurable(1) returned before entry 1 was written")
+	}
+
+	// The first write (1-2, or 1-3 if the writer took both calls) lands.
+	st.gate <- struct{}{}
+	if err := w.waitDurable(2); err != nil {
+		t.Fatal(err)
+	}
+	if st.writes.Load() == 1 {
+		if last, _ := st.LastIndex(); last == 2 {
+			if d := w.durable(); d != 2 {
+				t.Fatalf("durable = %d with 3 queued, want 2", d)
+			}
+			st.gate <- struct{}{}
+		}
+	}
+	if err := w.waitDurable(3); err != nil {
+		t.Fatal(err)
+	}
+	if d := w.durable(); d != math.MaxUint64 {
+		t.Fatalf("durable = %d with nothing queued, want MaxUint64", d)
+	}
+	if last, _ := st.LastIndex(); last != 3 {
+		t.Fatalf("store's LastIndex = %d, want 3", last)
+	}
+
+	// A configuration entry is written before StoreLogs returns, even
+	// while leading.
+	cfg := &raft.Log{Index: 4, Term: 1, Type: raft.LogConfiguration}
+	if returns(func() { w.StoreLogs([]*raft.Log{cfg}) }) {
+		t.Fatal("a configuration entry returned before it was written")
+	}
+	st.gate <- struct{}{}
+	waitFor(t, func() bool { last, _ := st.LastIndex(); return last == 4 })
+
+	// A follower writes before it returns, after what is queued.
+	if err := w.StoreLogs([]*raft.Log{entry(5, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	leading.Store(false)
+	stored := make(chan error, 1)
+	go func() { stored <- w.StoreLogs([]*raft.Log{entry(6, 10)}) }()
+	st.gate <- struct{}{} // entry 5
+	select {
+	case <-stored:
+		t.Fatal("a follower's StoreLogs returned before its write")
+	case <-time.After(100 * time.Millisecond):
+	}
+	st.gate <- struct{}{} // entry 6
+	if err := <-stored; err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := st.LastIndex(); last != 6 {
+		t.Fatalf("store's LastIndex = %d, want 6", last)
+	}
+
+	// DeleteRange writes what is queued first: the deleted suffix stays
+	// deleted.
+	leading.Store(true)
+	if err := w.StoreLogs([]*raft.Log{entry(7, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := make(chan error, 1)
+	go func() { deleted <- w.DeleteRange(6, 7) }()
+	st.gate <- struct{}{}
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := w.LastIndex(); last != 5 {
+		t.Fatalf("LastIndex after deleting 6-7 = %d, want 5", last)
+	}
+}
+
+func TestWriteBehindFailure(t *testing.T) {
+	st := &gatedStore{InmemStore: raft.NewInmemStore()}
+	st.fail.Store(true)
+	failed := make(chan error, 1)
+	w := newWriteBehind(st, func() bool { return true }, func(err error) { failed <- err })
+	if err := w.StoreLogs([]*raft.Log{entry(1, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-failed; err == nil {
+		t.Fatal("onFail got no error")
+	}
+	if err := w.waitDurable(1); err == nil {
+		t.Fatal("waitDurable after a failed write returned nil")
+	}
+	if err := w.StoreLogs([]*raft.Log{entry(2, 10)}); err == nil {
+		t.Fatal("StoreLogs after a failed write returned nil")
+	}
+	if w.durable() != 0 {
+		t.Fatalf("durable after a failed write of 1 = %d, want 0", w.durable())
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("Close after a failed write returned nil")
+	}
+}
+
+// recordingTransport records the AppendEntries requests it is given.
+type recordingTransport struct {
+	raft.Transport
+	got []*raft.AppendEntriesRequest
+}
+
+func (r *recordingTransport) AppendEntries(_ raft.ServerID, _ raft.ServerAddress,
+	a *raft.AppendEntriesRequest, _ *raft.AppendEntriesResponse) error {
+	r.got = append(r.got, a)
+	return nil
+}
+
+func TestClampTransport(t *testing.T) {
+	_, inner := raft.NewInmemTransport("a")
+	rec := &recordingTransport{Transport: inner}
+	durable := uint64(7)
+	ct := &clampTransport{Transport: rec, durable: func() uint64 { return durable }}
+	if _, ok := raft.Transport(ct).(raft.WithPreVote); !ok {
+		t.Fatal("clampTransport hides pre-vote")
+	}
+	for _, commit := range []uint64{5, 7, 9} {
+		a := &raft.AppendEntriesRequest{Term: 2, LeaderCommitIndex: commit}
+		if err := ct.AppendEntries("b", "b", a, &raft.AppendEntriesResponse{}); err != nil {
+			t.Fatal(err)
+		}
+		if a.LeaderCommitIndex != commit {
+			t.Fatalf("the caller's request was changed: %d", a.LeaderCommitIndex)
+		}
+	}
+	for i, want := range []uint64{5, 7, 7} {
+		if got := rec.got[i].LeaderCommitIndex; got != want {
+			t.Fatalf("request %d sent commit %d, want %d", i, got, want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
