@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,17 @@ and one more, walmq's own:
                       (e.g. across a leader change in a cluster)
   retried             publishes sent again after the cluster had no
                       leader or lost the node they went through
+
+A retried publish whose first try was stored after all is stored twice:
+bench messages carry no ID, as in the NATS bench. --ids gives every
+message its own ID (<group>-<producer>-<n>), so the topic's dedup window
+answers such a retry with the first copy, and the consume phase checks
+every acknowledged message by its ID (use it to check that a fault such
+as a leader kill loses nothing). It adds these fields:
+  distinct            distinct IDs consumed
+  duplicates          messages consumed whose ID was consumed before
+  lost                acknowledged messages whose ID was never consumed
+With --ids, bench exits 1 if any acknowledged message is lost.
 `
 
 type benchOptions struct {
@@ -50,6 +63,7 @@ type benchOptions struct {
 	producers  int
 	window     int
 	json       bool
+	ids        bool
 }
 
 // benchResult is the line bench --json prints.
@@ -63,7 +77,14 @@ type benchResult struct {
 	Failed          int64   `json:"failed"`
 	MaxAckGapMs     float64 `json:"max_ack_gap_ms"`
 	Retried         int64   `json:"retried"`
+	// With --ids only.
+	Distinct   *int `json:"distinct,omitempty"`
+	Duplicates *int `json:"duplicates,omitempty"`
+	Lost       *int `json:"lost,omitempty"`
 }
+
+// errLost: bench --ids found an acknowledged message missing.
+var errLost = errors.New("acknowledged messages are missing")
 
 // retryFor bounds how long bench retries one publish.
 const retryFor = 30 * time.Second
@@ -88,6 +109,7 @@ func bench(fs *flag.FlagSet) func(context.Context, *app, []string) error {
 	fs.IntVar(&o.producers, "producers", 16, "concurrent producers, one connection each")
 	fs.IntVar(&o.window, "window", 64, "publishes in flight per producer")
 	fs.BoolVar(&o.json, "json", false, "print one line of JSON")
+	fs.BoolVar(&o.ids, "ids", false, "give every message an ID, and check every acknowledged one by it when consuming")
 	return func(ctx context.Context, a *app, _ []string) error {
 		switch {
 		case o.partitions < 1:
@@ -133,37 +155,134 @@ func runBench(ctx context.Context, a *app, admin *walmq.Client, o benchOptions) 
 
 	prog := newProgress(a.stderr, o.n)
 	defer prog.stop()
-	res, err := benchPublish(ctx, a, o, parts, prog)
+	var ids *benchIDs
+	if o.ids {
+		ids = newBenchIDs(group, o)
+	}
+	res, err := benchPublish(ctx, a, o, parts, prog, ids)
 	if err != nil {
 		return err
 	}
 	// Publishes that failed may or may not be stored: drain what is sure.
-	consumed, conDur, err := benchConsume(ctx, admin, o.topic, group, o.n-int(res.Failed), prog)
+	consumed, conDur, err := benchConsume(ctx, admin, o.topic, group, o.n-int(res.Failed), prog, ids)
 	if err != nil {
 		return err
 	}
 	prog.stop()
 	res.Consumed = consumed
 	res.ConsumeMsgsPerS = float64(consumed) / conDur.Seconds()
+	if ids != nil {
+		distinct, dups, lost := ids.counts()
+		res.Distinct, res.Duplicates, res.Lost = &distinct, &dups, &lost
+	}
 
 	if o.json {
 		b, err := json.Marshal(res)
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(a.stdout, "%s\n", b)
-		return err
+		if _, err := fmt.Fprintf(a.stdout, "%s\n", b); err != nil {
+			return err
+		}
+		return lostErr(res)
 	}
 	fmt.Fprintf(a.stdout, "published %d messages of %d bytes (%d producers x %d in flight, %s): %.0f msg/s, %.1f MB/s\n",
 		res.Published, o.size, o.producers, o.window, plural(parts, "partition"), res.PublishMsgsPerS, res.PublishMsgsPerS*float64(o.size)/1e6)
 	fmt.Fprintf(a.stdout, "publish latency: p50 %.3f ms, p99 %.3f ms; %d failed; longest time without an ack %.0f ms\n",
 		res.PublishP50Ms, res.PublishP99Ms, res.Failed, res.MaxAckGapMs)
 	fmt.Fprintf(a.stdout, "consumed %d messages: %.0f msg/s\n", res.Consumed, res.ConsumeMsgsPerS)
+	if res.Lost != nil {
+		fmt.Fprintf(a.stdout, "by ID: %d distinct consumed, %d duplicates, %d acknowledged and lost\n",
+			*res.Distinct, *res.Duplicates, *res.Lost)
+	}
+	return lostErr(res)
+}
+
+func lostErr(res benchResult) error {
+	if res.Lost != nil && *res.Lost > 0 {
+		return fmt.Errorf("%w: %d", errLost, *res.Lost)
+	}
 	return nil
 }
 
+// benchIDs names every message of a bench --ids run and records which
+// were acknowledged and which consumed.
+type benchIDs struct {
+	prefix string
+	mu     sync.Mutex
+	acked  [][]bool // [producer][k]
+	seen   [][]bool
+	dups   int
+	unseen int // acknowledged, not yet consumed
+}
+
+func newBenchIDs(group string, o benchOptions) *benchIDs {
+	b := &benchIDs{prefix: group + "-", acked: make([][]bool, o.producers), seen: make([][]bool, o.producers)}
+	for p := range o.producers {
+		count := o.n / o.producers
+		if p < o.n%o.producers {
+			count++
+		}
+		b.acked[p], b.seen[p] = make([]bool, count), make([]bool, count)
+	}
+	return b
+}
+
+func (b *benchIDs) id(p, k int) string { return b.prefix + strconv.Itoa(p) + "-" + strconv.Itoa(k) }
+
+func (b *benchIDs) ack(p, k int) {
+	b.mu.Lock()
+	if !b.acked[p][k] && !b.seen[p][k] {
+		b.unseen++
+	}
+	b.acked[p][k] = true
+	b.mu.Unlock()
+}
+
+// consumed records a consumed message's ID and reports whether it is new.
+// An ID that is not this run's counts as a duplicate.
+func (b *benchIDs) consumed(id string) bool {
+	ps, ks, ok := strings.Cut(strings.TrimPrefix(id, b.prefix), "-")
+	p, perr := strconv.Atoi(ps)
+	k, kerr := strconv.Atoi(ks)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !ok || !strings.HasPrefix(id, b.prefix) || perr != nil || kerr != nil ||
+		p < 0 || p >= len(b.seen) || k < 0 || k >= len(b.seen[p]) || b.seen[p][k] {
+		b.dups++
+		return false
+	}
+	b.seen[p][k] = true
+	if b.acked[p][k] {
+		b.unseen--
+	}
+	return true
+}
+
+// allSeen reports whether every acknowledged message was consumed.
+func (b *benchIDs) allSeen() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.unseen == 0
+}
+
+func (b *benchIDs) counts() (distinct, dups, lost int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for p := range b.seen {
+		for k, s := range b.seen[p] {
+			if s {
+				distinct++
+			} else if b.acked[p][k] {
+				lost++
+			}
+		}
+	}
+	return distinct, b.dups, lost
+}
+
 // benchPublish runs the producers and measures them.
-func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *progress) (benchResult, error) {
+func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *progress, ids *benchIDs) (benchResult, error) {
 	clients := make([]*walmq.Client, o.producers)
 	defer func() {
 		for _, c := range clients {
@@ -217,7 +336,7 @@ func benchPublish(ctx context.Context, a *app, o benchOptions, parts int, prog *
 		lat[p] = make([]time.Duration, count)
 		bp := &benchProducer{ctx: ctx, c: clients[p], topic: o.topic, part: p % parts,
 			msgs: []walmq.Message{{Payload: payload}}, lat: lat[p], sem: make(chan struct{}, o.window),
-			prog: prog, acked: acked, fail: fail, retried: &retried}
+			prog: prog, acked: acked, fail: fail, retried: &retried, ids: ids, p: p}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -270,6 +389,8 @@ type benchProducer struct {
 	acked   func()
 	fail    func(error)
 	retried *atomic.Int64
+	ids     *benchIDs // nil: messages without IDs
+	p       int       // this producer's number
 }
 
 // publish sends publish k, first tried at t0. A publish that fails
@@ -277,7 +398,11 @@ type benchProducer struct {
 // through, is sent again (as a producer would) for up to retryFor; its
 // latency counts from the first try.
 func (p *benchProducer) publish(k int, t0 time.Time) {
-	err := p.c.PublishAsync(p.ctx, p.topic, p.part, p.msgs, func(_ []walmq.PublishAck, err error) {
+	msgs := p.msgs
+	if p.ids != nil {
+		msgs = []walmq.Message{{Payload: p.msgs[0].Payload, ID: p.ids.id(p.p, k)}}
+	}
+	err := p.c.PublishAsync(p.ctx, p.topic, p.part, msgs, func(_ []walmq.PublishAck, err error) {
 		if err != nil && benchRetryable(err) && time.Since(t0) < retryFor {
 			p.retried.Add(1)
 			time.AfterFunc(20*time.Millisecond, func() { p.publish(k, t0) })
@@ -288,6 +413,9 @@ func (p *benchProducer) publish(k int, t0 time.Time) {
 			p.fail(err)
 		} else {
 			p.acked()
+			if p.ids != nil {
+				p.ids.ack(p.p, k)
+			}
 		}
 		p.prog.add(1)
 		<-p.sem
@@ -302,7 +430,9 @@ func (p *benchProducer) publish(k int, t0 time.Time) {
 // benchConsume drains the group until it got want messages or nothing
 // came for idleLimit, and returns how many it got and how long that took
 // (up to the last ack). Each batch is acked while the next is fetched.
-func benchConsume(ctx context.Context, c *walmq.Client, topic, group string, want int, prog *progress) (int, time.Duration, error) {
+//
+// With ids, it drains until every acknowledged ID was consumed instead.
+func benchConsume(ctx context.Context, c *walmq.Client, topic, group string, want int, prog *progress, ids *benchIDs) (int, time.Duration, error) {
 	prog.phase("consumed")
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -320,7 +450,13 @@ func benchConsume(ctx context.Context, c *walmq.Client, topic, group string, wan
 	start := time.Now()
 	last := start
 	var err error
-	for got < want && time.Since(last) < idleLimit {
+	more := func() bool {
+		if ids != nil {
+			return !ids.allSeen()
+		}
+		return got < want
+	}
+	for more() && time.Since(last) < idleLimit {
 		var ds []walmq.Delivery
 		if ds, err = c.Fetch(ctx, group, topic, fetchBatch, time.Second); err != nil {
 			break
@@ -331,6 +467,9 @@ func benchConsume(ctx context.Context, c *walmq.Client, topic, group string, wan
 		refs := make([]walmq.Ref, len(ds))
 		for i, d := range ds {
 			refs[i] = d.Ref
+			if ids != nil {
+				ids.consumed(d.ID)
+			}
 		}
 		toAck <- refs
 		got += len(ds)

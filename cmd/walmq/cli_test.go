@@ -492,4 +492,13 @@ func TestBenchJSON(t *testing.T) {
 	if rs := rows(t, mustCLI(t, n.Addr, "", "topic", "describe", "bench"), "PARTITION"); len(rs) != 1 || rs[0][2] != strconv.Itoa(msgs) {
 		t.Fatalf("bench topic: %v", rs)
 	}
+	// --ids adds the counts by ID.
+	out = mustCLI(t, n.Addr, "", "bench", "--json", "--ids", "--n", "2000", "--producers", "3", "--window", "8")
+	res = benchResult{}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("bench --ids --json printed %q: %v", out, err)
+	}
+	if res.Distinct == nil || *res.Distinct != 2000 || *res.Duplicates != 0 || *res.Lost != 0 || res.Consumed != 2000 {
+		t.Fatalf("bench --ids: %s", out)
+	}
 }

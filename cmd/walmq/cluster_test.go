@@ -481,9 +481,10 @@ func TestClusterUsage(t *testing.T) {
 }
 
 // TestBenchThroughLeaderKill: SIGKILL of the leader in the middle of walmq
-// bench against the cluster's three addresses. Publishing resumes on the
-// new leader (the bench reports the longest time without an ack), and
-// every publish that was acknowledged is consumed afterwards.
+// bench --ids against the cluster's three addresses. Publishing resumes on
+// the new leader (the bench reports the longest time without an ack),
+// every publish that was acknowledged is consumed afterwards (checked by
+// its ID), and no retry is stored twice.
 func TestBenchThroughLeaderKill(t *testing.T) {
 	ms := startCluster(t, 3)
 	st := waitStatus(t, ms[0].listen, "a leader and three members that answer", settled(3))
@@ -502,7 +503,7 @@ func TestBenchThroughLeaderKill(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		done <- outcome{cli(t, all, "", "bench", "--topic", "b", "--n", "100000", "--producers", "8", "--window", "32", "--json")}
+		done <- outcome{cli(t, all, "", "bench", "--ids", "--topic", "b", "--n", "100000", "--producers", "8", "--window", "32", "--json")}
 	}()
 	time.Sleep(time.Second)
 	leader.Kill(t)
@@ -515,9 +516,26 @@ func TestBenchThroughLeaderKill(t *testing.T) {
 	if err := json.Unmarshal([]byte(o.r.Stdout), &res); err != nil {
 		t.Fatalf("bench printed %q: %v", o.r.Stdout, err)
 	}
-	t.Logf("bench through the kill: %+v", res)
-	if res.Published != 100000 || res.Consumed < res.Published-int(res.Failed) {
-		t.Fatalf("published %d, failed %d, consumed %d: acknowledged messages are missing", res.Published, res.Failed, res.Consumed)
+	t.Logf("bench through the kill: %s", o.r.Stdout)
+	if res.Lost == nil || res.Distinct == nil || res.Duplicates == nil {
+		t.Fatalf("bench --ids printed no ID counts: %s", o.r.Stdout)
+	}
+	if res.Published != 100000 || *res.Lost != 0 || *res.Distinct < res.Published-int(res.Failed) {
+		t.Fatalf("published %d, failed %d, consumed %d distinct, lost %d", res.Published, res.Failed, *res.Distinct, *res.Lost)
+	}
+	if *res.Duplicates != 0 {
+		t.Fatalf("%d messages consumed twice: a retry by ID was stored again", *res.Duplicates)
+	}
+	stored := 0
+	for _, r := range rows(t, mustCLI(t, all, "", "topic", "describe", "b"), "PARTITION") {
+		n, err := strconv.Atoi(r[2])
+		if err != nil {
+			t.Fatalf("topic describe row %v", r)
+		}
+		stored += n
+	}
+	if stored != *res.Distinct {
+		t.Fatalf("the topic holds %d messages, bench consumed %d distinct IDs", stored, *res.Distinct)
 	}
 	if res.MaxAckGapMs <= 0 || res.MaxAckGapMs > 15000 {
 		t.Fatalf("longest time without an ack: %.0f ms", res.MaxAckGapMs)
