@@ -218,14 +218,20 @@ func (w *writeBehind) FirstIndex() (uint64, error) {
 	return w.pendingLocked(), nil
 }
 
+// lastQueuedLocked is the last index queued or being written, or 0.
+func (w *writeBehind) lastQueuedLocked() uint64 {
+	if n := len(w.queue); n > 0 {
+		return w.queue[n-1].Index
+	}
+	if n := len(w.writing); n > 0 {
+		return w.writing[n-1].Index
+	}
+	return 0
+}
+
 func (w *writeBehind) LastIndex() (uint64, error) {
 	w.mu.Lock()
-	var last uint64
-	if n := len(w.queue); n > 0 {
-		last = w.queue[n-1].Index
-	} else if n := len(w.writing); n > 0 {
-		last = w.writing[n-1].Index
-	}
+	last := w.lastQueuedLocked()
 	w.mu.Unlock()
 	if last > 0 {
 		return last, nil
@@ -233,12 +239,23 @@ func (w *writeBehind) LastIndex() (uint64, error) {
 	return w.store.LastIndex()
 }
 
-// DeleteRange writes what is queued first, so that a suffix deleted by a
-// follower that used to lead is not written again after the delete.
+// DeleteRange first waits for the queued entries it overlaps, so that a
+// suffix deleted by a follower that used to lead is not written again
+// after the delete. A prefix below the queue (compaction after a snapshot,
+// on raft's snapshot goroutine while the leader keeps queueing) waits for
+// nothing: waiting for an empty queue would starve it under load.
 func (w *writeBehind) DeleteRange(min, max uint64) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.flushLocked(); err != nil {
+	last := w.lastQueuedLocked()
+	for w.err == nil {
+		if p := w.pendingLocked(); p == 0 || p > max || p > last {
+			break
+		}
+		w.cond.Wait()
+	}
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	return w.store.DeleteRange(min, max)

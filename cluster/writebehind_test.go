@@ -220,3 +220,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A prefix below the queue (compaction while the leader keeps queueing)
+// is deleted without waiting for the writer.
+func TestWriteBehindCompactionDoesNotWait(t *testing.T) {
+	st := &gatedStore{InmemStore: raft.NewInmemStore()}
+	var leading atomic.Bool
+	w := newWriteBehind(st, leading.Load, func(error) { t.Error("unexpected failure") })
+	if err := w.StoreLogs([]*raft.Log{entry(1, 10), entry(2, 10), entry(3, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	st.gate = make(chan struct{})
+	leading.Store(true)
+	if err := w.StoreLogs([]*raft.Log{entry(4, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if !returns(func() {
+		if err := w.DeleteRange(1, 2); err != nil {
+			t.Error(err)
+		}
+	}) {
+		t.Fatal("compacting 1-2 waited for the write of 4")
+	}
+	if first, _ := w.FirstIndex(); first != 3 {
+		t.Fatalf("FirstIndex after compaction = %d, want 3", first)
+	}
+	close(st.gate)
+	if err := w.waitDurable(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
