@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 
@@ -36,7 +37,9 @@ Without them, publishes each line of standard input as one message (up to
 to 10,000 messages (and 32 MiB) in flight. With --key every line carries
 the key and goes to the key's partition. Without --key, lines are spread
 over the topic's partitions round robin in chunks of 1,000 consecutive
-lines: the lines of a chunk are stored in input order, in one partition.
+lines, from a partition picked at random (so that many short runs of pub
+spread too): the lines of a chunk are stored in input order, in one
+partition.
 pub stops reading at the first failed publish, waits for those in flight
 and exits with status 1, saying how many failed and the first error.
 
@@ -147,6 +150,7 @@ func pubLines(ctx context.Context, a *app, c *walmq.Client, topic string, o pubO
 		return fmt.Errorf("topic %s has no partitions", topic)
 	}
 	keyPart := -1
+	firstPart := rand.IntN(parts) // where the keyless chunks start
 	if o.keySet {
 		keyPart = walmq.PartitionForKey([]byte(o.key), parts)
 	}
@@ -179,7 +183,7 @@ func pubLines(ctx context.Context, a *app, c *walmq.Client, topic string, o pubO
 		m := o.message(lines, payload)
 		part := keyPart
 		if part < 0 {
-			part = lines / chunk % parts
+			part = (firstPart + lines/chunk) % parts
 		}
 		lines++
 		seq := sent[part]
