@@ -667,6 +667,55 @@ func TestLeaderLogWrittenInParallel(t *testing.T) {
 	}
 }
 
+// TestLeaderLogWriteFailure fails the leader's own raft log write while it
+// is cut off, so the entry never commits and never reaches a state
+// machine: the node still reports the failure, and neither reads nor
+// hands out deliveries as if it were healthy.
+func TestLeaderLogWriteFailure(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	createTopic(t, c, "t", 1)
+	lid := c.leader()
+	l := c.node(lid)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("before")}}); err != nil {
+		t.Fatal(err)
+	}
+	diskErr := errors.New("disk on fire")
+	l.FailLogWrites(diskErr)
+	c.net.Isolate(lid)
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("doomed")}})
+		done <- err
+	}()
+	select {
+	case <-l.Failed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node did not fail after its log write failed")
+	}
+	if err := l.Err(); !errors.Is(err, diskErr) {
+		t.Fatalf("Err() = %v, want the log write's error", err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the publish whose log write failed was acknowledged")
+	}
+	if _, err := l.Read(ctx, "t", 0, 0, 10, 0, 0); !errors.Is(err, diskErr) {
+		t.Fatalf("Read on the failed node: %v, want the log write's error", err)
+	}
+	if _, err := l.Fetch(ctx, "g", "t", 1, 0); !errors.Is(err, diskErr) {
+		t.Fatalf("Fetch on the failed node: %v, want the log write's error", err)
+	}
+	c.mu.Lock()
+	delete(c.nodes, lid) // closed here: its Close reports the failure
+	c.mu.Unlock()
+	if err := l.Close(); !errors.Is(err, diskErr) {
+		t.Fatalf("Close of the failed node: %v, want the log write's error", err)
+	}
+	c.net.Heal()
+	c.leader(others(c, lid)...) // the other two carry on
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {

@@ -450,13 +450,13 @@ func (n *Node) waitReady(ctx context.Context) error {
 	for {
 		ready, ch := n.readyState()
 		if ready {
-			return n.fsm.Err()
+			return n.Err()
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: waiting for leadership and replay: %w", ctx.Err())
 		case <-n.fatal:
-			return n.fsm.Err()
+			return n.Err()
 		case <-ch:
 		}
 	}
@@ -471,12 +471,22 @@ func (n *Node) Raft() *raft.Raft { return n.raft }
 // IsLeader reports whether this node leads.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-// Failed is closed when the state machine hit a storage error; Err says
-// which. The node must then be closed.
+// Failed is closed when the state machine or the raft log hit a storage
+// error; Err says which. The node must then be closed.
 func (n *Node) Failed() <-chan struct{} { return n.fatal }
 
-// Err is the state machine's storage error, if any.
-func (n *Node) Err() error { return n.fsm.Err() }
+// Err is the storage error that failed the node, if any: the state
+// machine's, or else the raft log's (a failed write of the leader's own
+// entries, which may never reach the state machine).
+func (n *Node) Err() error {
+	if err := n.fsm.Err(); err != nil {
+		return err
+	}
+	if n.wlog != nil {
+		return n.wlog.Err()
+	}
+	return nil
+}
 
 // Apply commits one command through Raft and returns the state machine's
 // result. The context bounds the wait: when it expires after the entry was
@@ -513,7 +523,7 @@ func (n *Node) usable() error {
 	case <-n.ctx.Done():
 		return ErrClosed
 	case <-n.fatal:
-		return n.fsm.Err()
+		return n.Err()
 	default:
 	}
 	if !n.ready.Load() || n.raft.State() != raft.Leader {
@@ -626,7 +636,7 @@ func (n *Node) shutdown() error {
 	n.cancel()
 	n.wg.Wait()
 	var err error
-	if n.raft != nil && n.fsm.Err() == nil {
+	if n.raft != nil && n.Err() == nil {
 		// A snapshot now makes the next start replay nothing. It costs a
 		// link per segment file.
 		if serr := n.raft.Snapshot().Error(); serr != nil && !errors.Is(serr, raft.ErrNothingNewToSnapshot) {

@@ -32,7 +32,7 @@ func (n *Node) Read(ctx context.Context, topic string, part int, offset uint64, 
 	case <-n.ctx.Done():
 		return ReadResult{}, ErrClosed
 	case <-n.fatal:
-		return ReadResult{}, n.fsm.Err()
+		return ReadResult{}, n.Err()
 	default:
 	}
 	p, err := n.fsm.Partition(topic, part)

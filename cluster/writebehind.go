@@ -59,9 +59,10 @@ type writeBehind struct {
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
-	// beforeWrite, when set, runs before each queued write (tests stall
+	// beforeWrite, when set, runs before each queued write; an error it
+	// returns fails the write as the store's would (tests stall or fail
 	// the writer with it).
-	beforeWrite atomic.Pointer[func()]
+	beforeWrite atomic.Pointer[func() error]
 }
 
 func newWriteBehind(store raft.LogStore, async func() bool, onFail func(error)) *writeBehind {
@@ -79,10 +80,13 @@ func (w *writeBehind) run() {
 		for len(w.queue) > 0 && w.err == nil {
 			w.writing, w.queue = w.queue, nil
 			w.mu.Unlock()
+			var err error
 			if f := w.beforeWrite.Load(); f != nil {
-				(*f)()
+				err = (*f)()
 			}
-			err := w.store.StoreLogs(w.writing)
+			if err == nil {
+				err = w.store.StoreLogs(w.writing)
+			}
 			w.mu.Lock()
 			if err != nil {
 				w.err = fmt.Errorf("cluster: write raft log entries %d-%d: %w",
@@ -124,6 +128,13 @@ func (w *writeBehind) durable() uint64 {
 	return math.MaxUint64
 }
 
+// Err is the write error that failed the log, if any.
+func (w *writeBehind) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
 // waitDurable waits until every entry at or below idx is on disk.
 func (w *writeBehind) waitDurable(idx uint64) error {
 	w.mu.Lock()
@@ -161,14 +172,25 @@ func (w *writeBehind) StoreLogs(logs []*raft.Log) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return w.err
-	}
-	if w.closed {
-		return errors.New("cluster: raft log closed")
-	}
-	for w.bytes > w.maxQueued && w.err == nil {
+	for {
+		// Checked again after every wait: Close or a failure may come
+		// while this call waits for room or for the queue to drain.
+		if w.err != nil {
+			return w.err
+		}
+		if w.closed {
+			return errors.New("cluster: raft log closed")
+		}
+		if w.bytes <= w.maxQueued {
+			break
+		}
 		w.cond.Wait()
+	}
+	if last := w.lastQueuedLocked(); last > 0 && logs[0].Index != last+1 {
+		// Not the queue's next entry (a deposed leader that installed a
+		// snapshot, then leads again from the snapshot's index): the queue
+		// stays one contiguous run, which GetLog relies on.
+		async = false
 	}
 	if !async {
 		// Write in order after what is queued, and here: a caller that
@@ -177,6 +199,9 @@ func (w *writeBehind) StoreLogs(logs []*raft.Log) error {
 		// behind this write while the lock is released.
 		if err := w.flushLocked(); err != nil {
 			return err
+		}
+		if w.closed {
+			return errors.New("cluster: raft log closed")
 		}
 		w.mu.Unlock()
 		err := w.store.StoreLogs(logs)
@@ -198,8 +223,11 @@ func (w *writeBehind) StoreLogs(logs []*raft.Log) error {
 func (w *writeBehind) GetLog(idx uint64, log *raft.Log) error {
 	w.mu.Lock()
 	for _, q := range [2][]*raft.Log{w.writing, w.queue} {
-		if len(q) > 0 && idx >= q[0].Index && idx <= q[len(q)-1].Index {
-			*log = *q[idx-q[0].Index]
+		if len(q) == 0 || idx < q[0].Index {
+			continue
+		}
+		if i := idx - q[0].Index; i < uint64(len(q)) && q[i].Index == idx {
+			*log = *q[i]
 			w.mu.Unlock()
 			return nil
 		}

@@ -253,3 +253,83 @@ func TestWriteBehindCompactionDoesNotWait(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A store that does not follow the queue (a deposed leader that installed
+// a snapshot and leads again from its index) is written synchronously
+// after the queue, so the queue stays contiguous and GetLog never serves
+// one entry for another.
+func TestWriteBehindGap(t *testing.T) {
+	st := &gatedStore{InmemStore: raft.NewInmemStore(), gate: make(chan struct{})}
+	w := newWriteBehind(st, func() bool { return true }, func(error) { t.Error("unexpected failure") })
+	defer func() {
+		close(st.gate)
+		if err := w.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := w.StoreLogs([]*raft.Log{entry(13, 1), entry(14, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	stored := make(chan error, 1)
+	go func() { stored <- w.StoreLogs([]*raft.Log{entry(5001, 1)}) }()
+	select {
+	case err := <-stored:
+		t.Fatalf("a store after a gap returned (%v) before the queue was written", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	st.gate <- struct{}{} // the queue: 13-14
+	st.gate <- struct{}{} // then 5001
+	if err := <-stored; err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	for _, idx := range []uint64{13, 14, 5001} {
+		if err := w.GetLog(idx, &l); err != nil || l.Index != idx {
+			t.Fatalf("GetLog(%d) = entry %d, %v", idx, l.Index, err)
+		}
+	}
+	for _, idx := range []uint64{15, 100, 5000} {
+		if err := w.GetLog(idx, &l); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Fatalf("GetLog(%d) in the gap = entry %d, %v; want ErrLogNotFound", idx, l.Index, err)
+		}
+	}
+}
+
+// A StoreLogs waiting for room in the queue when Close runs either gets in
+// before Close (and is written) or returns an error; it never queues into
+// the stopped writer. Which one wins is up to the scheduler, so the race is
+// run many times.
+func TestWriteBehindCloseWhileWaiting(t *testing.T) {
+	closedSeen := 0
+	for range 50 {
+		st := &gatedStore{InmemStore: raft.NewInmemStore(), gate: make(chan struct{})}
+		w := newWriteBehind(st, func() bool { return true }, func(error) { t.Error("unexpected failure") })
+		w.maxQueued = 5
+		if err := w.StoreLogs([]*raft.Log{entry(1, 10)}); err != nil { // above the bound
+			t.Fatal(err)
+		}
+		stored := make(chan error, 1)
+		go func() { stored <- w.StoreLogs([]*raft.Log{entry(2, 10)}) }()
+		waitFor(t, func() bool { // entry 1 being written, entry 2 parked
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return len(w.writing) == 1 && len(stored) == 0
+		})
+		closed := make(chan error, 1)
+		go func() { closed <- w.Close() }()
+		close(st.gate) // entry 1 is written; Close and StoreLogs wake
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		err := <-stored
+		last, _ := st.InmemStore.LastIndex()
+		switch {
+		case err == nil && last == 2:
+		case err != nil && last == 1:
+			closedSeen++
+		default:
+			t.Fatalf("StoreLogs across Close returned %v and the store holds up to %d", err, last)
+		}
+	}
+	t.Logf("%d of 50 stores lost the race to Close and returned an error", closedSeen)
+}
