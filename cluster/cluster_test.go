@@ -615,23 +615,12 @@ func TestSplitPublishAcrossTransfer(t *testing.T) {
 // commit index sent to followers is capped at the leader's durable
 // prefix, and the leader's state machine waits for its write).
 func TestLeaderLogWrittenInParallel(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	createTopic(t, c, "t", 1)
-	lid := c.leader()
+	ctx, c, lid := leaderAfterOnePublish(t)
 	l := c.node(lid)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("before")}}); err != nil {
-		t.Fatal(err)
-	}
 	before := l.Raft().LastIndex()
 	release := l.StallLogWrites()
 	defer release()
-	done := make(chan error, 1)
-	go func() {
-		_, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("stalled")}})
-		done <- err
-	}()
+	done := publishInBackground(ctx, l, "stalled")
 	var idx uint64
 	waitUntil(t, "the leader dispatches the entry", func() bool {
 		idx = l.Raft().LastIndex()
@@ -672,23 +661,12 @@ func TestLeaderLogWrittenInParallel(t *testing.T) {
 // machine: the node still reports the failure, and neither reads nor
 // hands out deliveries as if it were healthy.
 func TestLeaderLogWriteFailure(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	createTopic(t, c, "t", 1)
-	lid := c.leader()
+	ctx, c, lid := leaderAfterOnePublish(t)
 	l := c.node(lid)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("before")}}); err != nil {
-		t.Fatal(err)
-	}
 	diskErr := errors.New("disk on fire")
 	l.FailLogWrites(diskErr)
 	c.net.Isolate(lid)
-	done := make(chan error, 1)
-	go func() {
-		_, err := l.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("doomed")}})
-		done <- err
-	}()
+	done := publishInBackground(ctx, l, "doomed")
 	select {
 	case <-l.Failed():
 	case <-time.After(10 * time.Second):
@@ -714,6 +692,32 @@ func TestLeaderLogWriteFailure(t *testing.T) {
 	}
 	c.net.Heal()
 	c.leader(others(c, lid)...) // the other two carry on
+}
+
+// leaderAfterOnePublish starts three nodes with a topic "t" of one
+// partition, publishes one message through the leader and returns a
+// context for the rest of the test (10 s), the cluster and the leader.
+func leaderAfterOnePublish(t *testing.T) (context.Context, *testCluster, string) {
+	c := newTestCluster(t, 3, nil)
+	createTopic(t, c, "t", 1)
+	lid := c.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	if _, err := c.node(lid).Publish(ctx, "t", 0, []journal.Message{{Payload: []byte("before")}}); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, c, lid
+}
+
+// publishInBackground publishes payload to partition 0 of "t" through n;
+// the channel gets the publish's error.
+func publishInBackground(ctx context.Context, n *cluster.Node, payload string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Publish(ctx, "t", 0, []journal.Message{{Payload: []byte(payload)}})
+		done <- err
+	}()
+	return done
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {

@@ -65,6 +65,9 @@ type writeBehind struct {
 	beforeWrite atomic.Pointer[func() error]
 }
 
+// errLogClosed is StoreLogs's answer once Close has run.
+var errLogClosed = errors.New("cluster: raft log closed")
+
 func newWriteBehind(store raft.LogStore, async func() bool, onFail func(error)) *writeBehind {
 	w := &writeBehind{store: store, async: async, onFail: onFail, maxQueued: 64 << 20,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
@@ -179,7 +182,7 @@ func (w *writeBehind) StoreLogs(logs []*raft.Log) error {
 			return w.err
 		}
 		if w.closed {
-			return errors.New("cluster: raft log closed")
+			return errLogClosed
 		}
 		if w.bytes <= w.maxQueued {
 			break
@@ -201,7 +204,7 @@ func (w *writeBehind) StoreLogs(logs []*raft.Log) error {
 			return err
 		}
 		if w.closed {
-			return errors.New("cluster: raft log closed")
+			return errLogClosed
 		}
 		w.mu.Unlock()
 		err := w.store.StoreLogs(logs)

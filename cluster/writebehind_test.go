@@ -43,17 +43,25 @@ func returns(f func()) bool {
 	}
 }
 
-func TestWriteBehindLeader(t *testing.T) {
+// gatedWriteBehind is a writeBehind over a gatedStore whose writes must not
+// fail; at the end of the test the gate opens and the log must close
+// cleanly.
+func gatedWriteBehind(t *testing.T, async func() bool) (*gatedStore, *writeBehind) {
 	st := &gatedStore{InmemStore: raft.NewInmemStore(), gate: make(chan struct{})}
-	var leading atomic.Bool
-	leading.Store(true)
-	w := newWriteBehind(st, leading.Load, func(error) { t.Error("unexpected failure") })
-	defer func() {
+	w := newWriteBehind(st, async, func(error) { t.Error("unexpected failure") })
+	t.Cleanup(func() {
 		close(st.gate)
 		if err := w.Close(); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return st, w
+}
+
+func TestWriteBehindLeader(t *testing.T) {
+	var leading atomic.Bool
+	leading.Store(true)
+	st, w := gatedWriteBehind(t, leading.Load)
 
 	// A leader's command entries return before they are written, and read
 	// back from memory meanwhile.
@@ -259,14 +267,7 @@ func TestWriteBehindCompactionDoesNotWait(t *testing.T) {
 // after the queue, so the queue stays contiguous and GetLog never serves
 // one entry for another.
 func TestWriteBehindGap(t *testing.T) {
-	st := &gatedStore{InmemStore: raft.NewInmemStore(), gate: make(chan struct{})}
-	w := newWriteBehind(st, func() bool { return true }, func(error) { t.Error("unexpected failure") })
-	defer func() {
-		close(st.gate)
-		if err := w.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	st, w := gatedWriteBehind(t, func() bool { return true })
 	if err := w.StoreLogs([]*raft.Log{entry(13, 1), entry(14, 1)}); err != nil {
 		t.Fatal(err)
 	}
